@@ -1,0 +1,60 @@
+"""Create (or reuse) the project's Python environment and link it at .venv.
+
+The venv lives in the cache, keyed by the pinned requirements, so a fresh clone on a
+machine that already built it starts in a second. Runs on the system Python with the
+standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ops.paths import REPO_ROOT, cache_root
+
+REQUIREMENT_FILES = (REPO_ROOT / "requirements-dev.txt", REPO_ROOT / "image" / "requirements.txt")
+READY_MARKER = ".tfms-ready"
+
+
+def requirements_key() -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for path in REQUIREMENT_FILES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def ensure_venv() -> Path:
+    venv_dir = cache_root() / f"venv-{requirements_key()}"
+    if (venv_dir / READY_MARKER).exists():
+        return venv_dir
+    started = time.monotonic()
+    print(f"[venv] building {venv_dir} (pinned requirements changed or first run)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv_dir)], check=True)
+    pip = [str(venv_dir / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "-r", str(REPO_ROOT / "requirements-dev.txt")], check=True)
+    (venv_dir / READY_MARKER).write_text(requirements_key())
+    print(f"[venv] ready in {time.monotonic() - started:.0f}s", flush=True)
+    return venv_dir
+
+
+def link_venv(venv_dir: Path) -> None:
+    link = REPO_ROOT / ".venv"
+    if link.is_symlink() and link.resolve() == venv_dir.resolve():
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        raise SystemExit(f"{link} is a real directory; remove it so it can point at the cached venv")
+    link.symlink_to(venv_dir)
+
+
+def main() -> None:
+    link_venv(ensure_venv())
+
+
+if __name__ == "__main__":
+    main()
