@@ -33,13 +33,10 @@ def tool_dir(name: str, version: str) -> Path:
 
 
 def go_env() -> dict[str, str]:
-    """Environment for go commands: module and build caches shared across clones."""
+    """Environment for go commands; Go's own module and build caches are already outside the clone."""
     env = dict(os.environ)
     env.setdefault("GOFLAGS", "-mod=mod")
-    env.setdefault("GOPATH", str(cache_root() / "gopath"))
-    env.setdefault("GOMODCACHE", str(cache_root() / "gopath" / "pkg" / "mod"))
-    env.setdefault("GOCACHE", str(cache_root() / "gocache"))
-    env["CGO_ENABLED"] = env.get("CGO_ENABLED", "0")
+    env.setdefault("CGO_ENABLED", "0")
     return env
 
 
