@@ -28,3 +28,8 @@ test: venv ## fast suites, no cluster: server unit tests + chart rendering tests
 
 unit: venv ## server unit tests only
 	$(PY) -m pytest tests/unit
+
+# Chart tooling (ops.tools: helm, ct + etc/ + yamllint/yamale, kind, helm-docs). Other tools
+# append their own installer line to this recipe.
+tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)
+	$(OPS).tools install

@@ -67,13 +67,20 @@ def extract_member(archive: Path, member_suffix: str, dest: Path) -> None:
     raise RuntimeError(f"{archive} has no member ending in {member_suffix}")
 
 
-def go_install(package: str, version: str, gobin: Path, extra_env: Mapping[str, str] | None = None) -> None:
-    """`go install package@version` into gobin."""
+def go_install(
+    package: str,
+    version: str,
+    gobin: Path,
+    extra_env: Mapping[str, str] | None = None,
+    ldflags: str = "",
+) -> None:
+    """`go install [-ldflags ...] package@version` into gobin."""
     env = go_env() | {"GOBIN": str(gobin)} | dict(extra_env or {})
     gobin.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     log(f"go install {package}@{version}")
-    subprocess.run(["go", "install", f"{package}@{version}"], check=True, env=env)
+    flags = ["-trimpath", "-ldflags", ldflags] if ldflags else []
+    subprocess.run(["go", "install", *flags, f"{package}@{version}"], check=True, env=env)
     log(f"built {package}@{version} in {time.monotonic() - started:.0f}s")
 
 
@@ -84,8 +91,13 @@ def go_build_module(
     outdir: Path,
     ldflags: str = "",
     extra_env: Mapping[str, str] | None = None,
+    trimpath: bool = True,
 ) -> None:
-    """Build packages of a wrapper module (a go.mod that pins and replaces dependencies)."""
+    """Build packages of a wrapper module (a go.mod that pins and replaces dependencies).
+
+    trimpath=False keeps compile cache keys equal to a plain `go build` of the same module
+    graph, so an earlier untrimmed build's cache is reused and only the links are redone.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     outdir.mkdir(parents=True, exist_ok=True)
     (workdir / "go.mod").write_text(go_mod)
@@ -96,7 +108,7 @@ def go_build_module(
     started = time.monotonic()
     log(f"building {len(packages)} package(s) in {workdir}")
     subprocess.run(["go", "mod", "tidy"], check=True, cwd=workdir, env=env)
-    command = ["go", "build", "-trimpath", "-o", f"{outdir}/"]
+    command = ["go", "build", *(["-trimpath"] if trimpath else []), "-o", f"{outdir}/"]
     if ldflags:
         command += ["-ldflags", ldflags]
     subprocess.run([*command, *packages], check=True, cwd=workdir, env=env)
