@@ -33,3 +33,12 @@ unit: venv ## server unit tests only
 # append their own installer line to this recipe.
 tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)
 	$(OPS).tools install
+
+# Benchmarks (tests/bench): ours vs naive Flask, MLServer, BentoML and the no-model ceiling.
+BENCH := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.run
+
+bench: venv ## side-by-side benchmark (~30 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
+	$(BENCH) $(BENCH_ARGS)
+
+bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
+	$(BENCH) --smoke $(BENCH_ARGS)

@@ -1,0 +1,209 @@
+"""Cold start: process start until the readiness endpoint answers 200.
+
+Next to it, in the same run and on the same core, the floor no server can beat: a
+Python process that imports TensorFlow and loads the same SavedModel, timed until the
+load returns. Measured on the host for every server, and inside the container for ours
+(``docker run --read-only --tmpfs /tmp``, the way the chart runs it), each the median
+of several interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench import procs
+from bench.models import Model
+from bench.servers import STARTUP_TIMEOUT_SECONDS, Server, one_cpu_env
+from bench.throughput import free_port, log, start_server
+
+IMAGE = "tf-model-server:0.1.0"
+CONTAINER_MODEL_BASE = "/models"
+FLOOR_MARK = "FLOOR "
+
+# Timestamps with the wall clock, which the harness, the child and a container share.
+FLOOR_SCRIPT = """
+import json, os, sys, time
+base, name = sys.argv[1], sys.argv[2]
+import tensorflow as tf
+imported = time.time()
+threads = int(os.environ.get("BENCH_TF_THREADS", "1"))
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+tf.config.threading.set_inter_op_parallelism_threads(threads)
+version = max((d for d in os.listdir(os.path.join(base, name)) if d.isdigit()), key=int)
+tf.saved_model.load(os.path.join(base, name, version))
+print("FLOOR " + json.dumps({"imported": imported, "loaded": time.time()}), flush=True)
+"""
+
+
+def stats(values: list[float]) -> dict:
+    if not values:
+        return {}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": [round(v, 3) for v in values],
+    }
+
+
+def parse_floor(stdout: str, started_wall: float) -> dict[str, float]:
+    line = next((x for x in stdout.splitlines() if x.startswith(FLOOR_MARK)), None)
+    if line is None:
+        raise RuntimeError(f"floor process printed no result:\n{stdout[-2000:]}")
+    marks = json.loads(line.removeprefix(FLOOR_MARK))
+    return {"import_s": marks["imported"] - started_wall, "total_s": marks["loaded"] - started_wall}
+
+
+def floor_on_host(model: Model, python: Path) -> dict[str, float]:
+    command = ["taskset", "-c", str(procs.SERVER_CPU), str(python), "-c", FLOOR_SCRIPT]
+    command += [str(model.path.parent.parent), model.name]
+    started_wall = time.time()
+    completed = subprocess.run(
+        command,
+        env=one_cpu_env({}),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+        check=False,
+    )
+    return parse_floor(completed.stdout, started_wall)
+
+
+def docker_available() -> str | None:
+    """None when the image can be run, else why not."""
+    try:
+        inspected = subprocess.run(
+            ["docker", "image", "inspect", IMAGE], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"docker unavailable: {error}"
+    if inspected.returncode != 0:
+        return f"image {IMAGE} not found (build it with `make image`): {inspected.stderr.strip()[:200]}"
+    return None
+
+
+def docker_base() -> list[str]:
+    return [
+        "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp",
+        f"--cpuset-cpus={procs.SERVER_CPU}", "--cpus=1",
+        "-e", "TFMS_INTRA_OP_THREADS=1", "-e", "TFMS_INTER_OP_THREADS=1", "-e", "BENCH_TF_THREADS=1",
+    ]  # fmt: skip
+
+
+def floor_in_container(model: Model) -> dict[str, float]:
+    command = [
+        *docker_base(),
+        "--entrypoint",
+        "python",
+        IMAGE,
+        "-c",
+        FLOOR_SCRIPT,
+        CONTAINER_MODEL_BASE,
+        model.name,
+    ]
+    started_wall = time.time()
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_SECONDS, check=False
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"floor container failed: {completed.stderr[-2000:]}")
+    return parse_floor(completed.stdout, started_wall)
+
+
+def ours_in_container(model: Model) -> float:
+    port = free_port()
+    name = f"tfms-bench-cold-{port}"
+    command = [
+        *docker_base(),
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:8501",
+        "-e",
+        f"TFMS_MODEL_NAME={model.name}",
+        IMAGE,
+    ]
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    try:
+        while time.monotonic() - started < STARTUP_TIMEOUT_SECONDS:
+            try:
+                if procs.http_status(port, "/v2/health/ready", timeout=1.0) == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(procs.READY_POLL_SECONDS)
+        logs = subprocess.run(
+            ["docker", "logs", name], capture_output=True, text=True, timeout=60, check=False
+        )
+        raise RuntimeError(f"container not ready after {STARTUP_TIMEOUT_SECONDS}s: {logs.stderr[-2000:]}")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120, check=False)
+
+
+def measure(
+    model: Model, servers: list[Server], rounds: int, container: bool, workdir: Path, python: Path
+) -> dict:
+    """Interleaved rounds: the floor, then each server alone, then (optionally) the container pair."""
+    floor: dict[str, list[float]] = {"import_s": [], "total_s": []}
+    ready: dict[str, list[float]] = {server.name: [] for server in servers}
+    errors: dict[str, str] = {}
+    container_skip = None if container else "disabled (--no-container)"
+    if container_skip is None:
+        container_skip = docker_available()
+    container_floor: dict[str, list[float]] = {"import_s": [], "total_s": []}
+    container_ours: list[float] = []
+    for round_index in range(rounds):
+        log(f"cold start round {round_index + 1}/{rounds}")
+        for key, value in floor_on_host(model, python).items():
+            floor[key].append(value)
+        for server in servers:
+            if server.name in errors:
+                continue
+            try:
+                process = start_server(server, model, workdir / "cold")
+            except procs.ServerFailed as failure:
+                errors[server.name] = str(failure)
+                continue
+            ready[server.name].append(process.ready_after or 0.0)
+            process.stop()
+        if container_skip is None:
+            try:
+                for key, value in floor_in_container(model).items():
+                    container_floor[key].append(value)
+                container_ours.append(ours_in_container(model))
+            except (RuntimeError, subprocess.SubprocessError) as error:
+                container_skip = f"failed: {error}"
+    floor_median = statistics.median(floor["total_s"])
+    host = {
+        name: stats(values) | {"vs_floor": round(statistics.median(values) / floor_median, 2)}
+        for name, values in ready.items()
+        if values
+    }
+    result: dict = {
+        "model": model.name,
+        "rounds": rounds,
+        "floor_import_tensorflow_s": stats(floor["import_s"]),
+        "floor_import_and_load_s": stats(floor["total_s"]),
+        "servers": host,
+        "errors": errors,
+    }
+    if container_skip is None and container_ours:
+        container_floor_median = statistics.median(container_floor["total_s"])
+        result["container"] = {
+            "image": IMAGE,
+            "floor_import_and_load_s": stats(container_floor["total_s"]),
+            "ours_s": stats(container_ours),
+            "vs_floor": round(statistics.median(container_ours) / container_floor_median, 2),
+        }
+    else:
+        result["container"] = {"skipped": container_skip}
+    for name, values in ready.items():
+        if values:
+            log(f"cold start {name}: median {statistics.median(values):.2f}s (floor {floor_median:.2f}s)")
+    return result

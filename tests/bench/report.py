@@ -1,0 +1,332 @@
+"""Turn one benchmark run into ratios, Markdown tables, JSON and a plot.
+
+"Throughput at equal or better p99": for each peer take its best point (highest median
+throughput over the concurrency levels) and its p99 there; ours' figure is our highest
+median throughput among our points whose median p99 is no worse. The ratio of the two
+is the claim. The ceiling is compared peak to peak (it has no model, so no latency to
+match), and the batching gain is ours on / ours off at the highest concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+OURS = "ours"
+NO_BATCH = "ours-nobatch"
+CEILING = "ceiling"
+TARGETS = {"naive": 3.0, "mlserver": 1.5, "bentoml": 1.5}
+CEILING_TARGET = 0.6
+COLD_START_TARGET = 1.2
+SERVER_ORDER = (OURS, NO_BATCH, "naive", "mlserver", "bentoml", CEILING)
+
+
+@dataclass(frozen=True)
+class Point:
+    concurrency: int
+    throughput: float
+    p50: float
+    p99: float
+
+    def to_dict(self) -> dict:
+        return {
+            "concurrency": self.concurrency,
+            "throughput_rps": self.throughput,
+            "p50_ms": self.p50,
+            "p99_ms": self.p99,
+        }
+
+
+def points_of(server_report: dict) -> list[Point]:
+    return [
+        Point(int(c), p["throughput_rps"]["median"], p["p50_ms"]["median"], p["p99_ms"]["median"])
+        for c, p in server_report.get("points", {}).items()
+    ]
+
+
+def peak(points: list[Point]) -> Point | None:
+    return max(points, key=lambda p: p.throughput, default=None)
+
+
+def best_within(points: list[Point], p99_bound: float) -> Point | None:
+    return peak([p for p in points if p.p99 <= p99_bound])
+
+
+def at_concurrency(points: list[Point], concurrency: int) -> Point | None:
+    return next((p for p in points if p.concurrency == concurrency), None)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or not b:
+        return None
+    return round(a / b, 2)
+
+
+def model_ratios(load: dict) -> dict:
+    ours = points_of(load.get(OURS, {}))
+    result: dict = {}
+    for peer, target in TARGETS.items():
+        peer_peak = peak(points_of(load.get(peer, {})))
+        if not ours or peer_peak is None:
+            continue
+        ours_match = best_within(ours, peer_peak.p99)
+        same_c = at_concurrency(ours, peer_peak.concurrency)
+        value = ratio(ours_match.throughput if ours_match else None, peer_peak.throughput)
+        result[peer] = {
+            "peer_peak": peer_peak.to_dict(),
+            "ours_at_equal_or_better_p99": ours_match.to_dict() if ours_match else None,
+            "ratio": value,
+            "ours_at_same_concurrency": same_c.to_dict() if same_c else None,
+            "ratio_at_same_concurrency": ratio(same_c.throughput if same_c else None, peer_peak.throughput),
+            "target": target,
+            "met": value is not None and value >= target,
+        }
+    ceiling_peak = peak(points_of(load.get(CEILING, {})))
+    ours_peak = peak(ours)
+    if ceiling_peak and ours_peak:
+        value = ratio(ours_peak.throughput, ceiling_peak.throughput)
+        result[CEILING] = {
+            "ceiling_peak": ceiling_peak.to_dict(),
+            "ours_peak": ours_peak.to_dict(),
+            "ratio": value,
+            "target": CEILING_TARGET,
+            "met": value is not None and value >= CEILING_TARGET,
+        }
+    no_batch = points_of(load.get(NO_BATCH, {}))
+    if ours and no_batch:
+        top = max(p.concurrency for p in ours)
+        on, off = at_concurrency(ours, top), at_concurrency(no_batch, top)
+        if on and off:
+            result["batching"] = {
+                "concurrency": top,
+                "on": on.to_dict(),
+                "off": off.to_dict(),
+                "throughput_gain": ratio(on.throughput, off.throughput),
+                "p99_change": ratio(on.p99, off.p99),
+            }
+    return result
+
+
+def ratios(results: dict) -> dict:
+    out = {model: model_ratios(load) for model, load in results["load"].items()}
+    cold = results.get("cold_start")
+    if cold and OURS in cold.get("servers", {}):
+        out["cold_start"] = {
+            "host_vs_floor": cold["servers"][OURS]["vs_floor"],
+            "container_vs_floor": cold.get("container", {}).get("vs_floor"),
+            "target": COLD_START_TARGET,
+        }
+    return out
+
+
+# ---- Markdown ---------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def spread(stats: dict, digits: int = 1) -> str:
+    return f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}-{fmt(stats['max'], digits)})"
+
+
+def ordered(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: SERVER_ORDER.index(n) if n in SERVER_ORDER else len(SERVER_ORDER))
+
+
+def detail_table(model: str, load: dict) -> str:
+    lines = [
+        f"**{model}** — median of the runs (min-max):",
+        "",
+        "| server | connections | throughput req/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ordered(list(load)):
+        report = load[name]
+        if "error" in report:
+            lines.append(f"| {name} | — | failed: {report['error'].splitlines()[0][:80]} | | | |")
+            continue
+        for c, point in report["points"].items():
+            errors = point["errors"] + point["non_2xx"]
+            lines.append(
+                f"| {name} | {c} | {spread(point['throughput_rps'])} | {fmt(point['p50_ms']['median'], 2)} "
+                f"| {spread(point['p99_ms'], 2)} | {errors} |"
+            )
+    return "\n".join(lines)
+
+
+def summary_table(model: str, load: dict, model_ratio: dict) -> str:
+    lines = [
+        f"**{model}**",
+        "",
+        "| server | best req/s (connections) | p99 there ms | ours / it at equal or better p99 "
+        "| peak RSS MiB (tree) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ordered(list(load)):
+        report = load[name]
+        if "error" in report:
+            lines.append(f"| {name} | failed | | | |")
+            continue
+        best = peak(points_of(report))
+        assert best is not None
+        if name in TARGETS and name in model_ratio:
+            r = model_ratio[name]
+            versus = f"{fmt(r['ratio'], 2)}x (target {r['target']:g}x)"
+        elif name == CEILING and CEILING in model_ratio:
+            versus = f"ours = {fmt(model_ratio[CEILING]['ratio'], 2)} of it (target ≥ {CEILING_TARGET:g})"
+        else:
+            versus = ""
+        lines.append(
+            f"| {name} | {fmt(best.throughput)} ({best.concurrency}) | {fmt(best.p99, 2)} | {versus} "
+            f"| {fmt(report['memory']['peak_tree_rss_mib'], 0)} |"
+        )
+    batching = model_ratio.get("batching")
+    if batching:
+        lines += [
+            "",
+            f"Batching on vs off at {batching['concurrency']} connections: "
+            f"{fmt(batching['on']['throughput_rps'])} vs {fmt(batching['off']['throughput_rps'])} req/s "
+            f"(**{fmt(batching['throughput_gain'], 2)}x**), p99 {fmt(batching['on']['p99_ms'], 2)} vs "
+            f"{fmt(batching['off']['p99_ms'], 2)} ms.",
+        ]
+    return "\n".join(lines)
+
+
+def cold_table(cold: dict) -> str:
+    lines = [
+        f"Cold start, process start -> ready, model `{cold['model']}`, {cold['rounds']} rounds, "
+        "median (min-max):",
+        "",
+        "| what | seconds | ÷ floor |",
+        "|---|---:|---:|",
+        f"| floor: `import tensorflow` only | {spread(cold['floor_import_tensorflow_s'], 2)} | |",
+        f"| floor: `import tensorflow` + SavedModel load | {spread(cold['floor_import_and_load_s'], 2)} "
+        "| 1.00 |",
+    ]
+    for name in ordered(list(cold["servers"])):
+        stats = cold["servers"][name]
+        lines.append(f"| {name} | {spread(stats, 2)} | {stats['vs_floor']:.2f} |")
+    for name, error in cold.get("errors", {}).items():
+        lines.append(f"| {name} | failed: {error.splitlines()[0][:80]} | |")
+    container = cold.get("container", {})
+    if "skipped" in container:
+        lines.append(f"| container | not measured: {container['skipped']} | |")
+    else:
+        lines.append(
+            f"| container floor (same image) | {spread(container['floor_import_and_load_s'], 2)} | 1.00 |"
+        )
+        lines.append(
+            f"| ours in container | {spread(container['ours_s'], 2)} | {container['vs_floor']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def requests_table(requests: dict) -> str:
+    lines = ["| server | request | bytes |", "|---|---|---:|"]
+    for name in ordered(list(requests)):
+        r = requests[name]
+        lines.append(f"| {name} | `POST {r['path']}` ({r['protocol']}) | {r['body_bytes']} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    out = [f"Run {results['started']} on {results['machine']['summary']}.", ""]
+    load_note = results.get("load_average")
+    if load_note:
+        out += [f"Load average before the run: {load_note['before']}; after: {load_note['after']}.", ""]
+    for model, load in results["load"].items():
+        out += [summary_table(model, load, results["ratios"].get(model, {})), ""]
+    if results.get("cold_start"):
+        out += [cold_table(results["cold_start"]), ""]
+    for model, load in results["load"].items():
+        out += [detail_table(model, load), ""]
+    for model, requests in results.get("requests", {}).items():
+        out += [f"Requests sent for **{model}**:", "", requests_table(requests), ""]
+    generator = results.get("load_generator")
+    if generator:
+        out += [generator, ""]
+    return "\n".join(out)
+
+
+def generator_note(results: dict) -> str:
+    """Evidence that wrk was not the bottleneck: the ceiling's rate vs every model server's."""
+    lines = []
+    for model, load in results["load"].items():
+        ceiling = peak(points_of(load.get(CEILING, {})))
+        others = [
+            (name, peak(points_of(report)))
+            for name, report in load.items()
+            if name != CEILING and "points" in report
+        ]
+        best_other = max((p for p in others if p[1]), key=lambda p: p[1].throughput, default=None)
+        if ceiling and best_other:
+            cpu = load[CEILING]["points"][str(ceiling.concurrency)]["load_cpu_fraction"]["median"]
+            lines.append(
+                f"Load generator on {model}: wrk drove the ceiling at {fmt(ceiling.throughput)} req/s "
+                f"({fmt(ceiling.throughput / best_other[1].throughput, 1)}x the fastest model server, "
+                f"{best_other[0]}), using {cpu:.0%} of its core."
+            )
+    return " ".join(lines)
+
+
+# ---- Plot -------------------------------------------------------------------------------
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(results["load"])
+    figure, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5), squeeze=False)
+    for axis, model in zip(axes[0], models, strict=True):
+        load = results["load"][model]
+        for name in ordered(list(load)):
+            pts = sorted(points_of(load[name]), key=lambda p: p.concurrency)
+            if not pts:
+                continue
+            spreads = [load[name]["points"][str(p.concurrency)]["throughput_rps"] for p in pts]
+            axis.errorbar(
+                [p.p99 for p in pts],
+                [p.throughput for p in pts],
+                yerr=[[p.throughput - s["min"] for p, s in zip(pts, spreads, strict=True)],
+                      [s["max"] - p.throughput for p, s in zip(pts, spreads, strict=True)]],
+                marker="o", capsize=3, label=name,
+                linestyle="--" if name == CEILING else "-",
+            )  # fmt: skip
+            for p in pts:
+                axis.annotate(
+                    str(p.concurrency),
+                    (p.p99, p.throughput),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("p99 latency (ms, log)")
+        axis.set_ylabel("throughput (req/s, log)")
+        axis.set_title(f"{model}: throughput vs p99 (labels = connections)")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(results["machine"]["summary"], fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["load_generator"] = generator_note(results)
+    paths = {
+        "json": out_dir / "results.json",
+        "markdown": out_dir / "summary.md",
+        "plot": out_dir / "throughput-vs-p99.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    paths["markdown"].write_text(markdown(results) + "\n")
+    plot(results, paths["plot"])
+    return paths

@@ -1,0 +1,260 @@
+"""The servers under test: how each starts, when it is ready, and which request it gets.
+
+Every server gets the same CPU budget (one core, TensorFlow at one intra-op and one
+inter-op thread), the same SavedModel and the same instance. Ours, the naive app,
+BentoML and the ceiling receive the identical TF Serving-style body; MLServer, whose
+batching only exists on its V2 endpoint, gets the same instance as a V2 request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.paths import REPO_ROOT
+
+from bench import venvs
+from bench.models import Model
+
+PEERS_DIR = venvs.PEERS_DIR
+TF_THREADS = 1
+# Same batching knobs for every server that batches (ours' defaults).
+MAX_BATCH_SIZE = 32
+MAX_BATCH_WAIT_MS = 2
+# gunicorn's documented starting point for sync workers: (2 x cores) + 1, with one core.
+GUNICORN_WORKERS = 2 * 1 + 1
+STARTUP_TIMEOUT_SECONDS = 240
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes
+    protocol: str
+
+
+def one_cpu_env(extra: dict[str, str]) -> dict[str, str]:
+    """The caller's environment plus thread settings for a one-core budget."""
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "VIRTUAL_ENV"):
+        env.pop(key, None)
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "BENCH_TF_THREADS": str(TF_THREADS),
+        "TF_NUM_INTRAOP_THREADS": str(TF_THREADS),
+        "TF_NUM_INTEROP_THREADS": str(TF_THREADS),
+        "OMP_NUM_THREADS": str(TF_THREADS),
+    }
+    return env | extra
+
+
+def tfserving_request(model: Model) -> Request:
+    return Request(f"/v1/models/{model.name}:predict", model.tfserving_body(), "TF Serving REST predict")
+
+
+class Server(ABC):
+    name: str
+    description: str
+    venv: str | None = None  # peer venv name; None = the project's venv
+
+    def python(self) -> Path:
+        if self.venv is None:
+            return venvs.PROJECT_VENV / "bin" / "python"
+        return venvs.python_of(self.venv)
+
+    def prepare(self) -> None:
+        """Build what the server needs before anything is timed (its venv)."""
+        self.python()
+
+    @abstractmethod
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]: ...
+
+    @abstractmethod
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]: ...
+
+    @abstractmethod
+    def ready_path(self, model: Model) -> str: ...
+
+    @abstractmethod
+    def request(self, model: Model) -> Request: ...
+
+    def cwd(self, workdir: Path) -> Path:
+        return workdir
+
+
+class Ours(Server):
+    """tf-model-server itself, with adaptive batching on or off."""
+
+    def __init__(self, batching: bool) -> None:
+        self.batching = batching
+        self.name = "ours" if batching else "ours-nobatch"
+        self.description = f"tf-model-server, batching {'on' if batching else 'off'}"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        return [str(self.python()), "-m", "modelserver"]
+
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
+        return one_cpu_env(
+            {
+                "PYTHONPATH": str(REPO_ROOT / "image"),
+                "TFMS_HOST": "127.0.0.1",
+                "TFMS_PORT": str(port),
+                "TFMS_MODEL_BASE_PATH": str(model.path.parent.parent),
+                "TFMS_MODEL_NAME": model.name,
+                "TFMS_BATCH_ENABLED": "true" if self.batching else "false",
+                "TFMS_BATCH_MAX_SIZE": str(MAX_BATCH_SIZE),
+                "TFMS_BATCH_MAX_WAIT_MS": str(MAX_BATCH_WAIT_MS),
+                "TFMS_INTRA_OP_THREADS": str(TF_THREADS),
+                "TFMS_INTER_OP_THREADS": str(TF_THREADS),
+                "TFMS_DRAIN_DELAY_SECONDS": "0",
+                "TFMS_LOG_LEVEL": "warning",
+            }
+        )
+
+    def ready_path(self, model: Model) -> str:
+        return "/v2/health/ready"
+
+    def request(self, model: Model) -> Request:
+        return tfserving_request(model)
+
+
+class Ceiling(Server):
+    """Our HTTP stack and request parsing answering a constant: no model call at all."""
+
+    name = "ceiling"
+    description = "our HTTP stack + request parsing, constant answer, no model"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        return [str(self.python()), str(PEERS_DIR / "ceiling" / "app.py"), "--port", str(port)]
+
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
+        return one_cpu_env({"PYTHONPATH": str(REPO_ROOT / "image")})
+
+    def ready_path(self, model: Model) -> str:
+        return "/v2/health/ready"
+
+    def request(self, model: Model) -> Request:
+        return tfserving_request(model)
+
+
+class Naive(Server):
+    """Flask app calling the model per request under gunicorn sync workers."""
+
+    name = "naive"
+    description = f"Flask + gunicorn ({GUNICORN_WORKERS} sync workers), one model call per request"
+    venv = "naive"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        gunicorn = self.python().parent / "gunicorn"
+        return [
+            str(gunicorn),
+            f"--workers={GUNICORN_WORKERS}",
+            f"--bind=127.0.0.1:{port}",
+            "--timeout=120",
+            f"--chdir={PEERS_DIR / 'naive'}",
+            "app:app",
+        ]
+
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
+        return one_cpu_env({"MODEL_DIR": str(model.path)})
+
+    def ready_path(self, model: Model) -> str:
+        return "/ping"
+
+    def request(self, model: Model) -> Request:
+        return tfserving_request(model)
+
+
+class MLServer(Server):
+    """Seldon MLServer, custom SavedModel runtime, adaptive batching, one inference worker."""
+
+    name = "mlserver"
+    description = "Seldon MLServer 1.7.1, custom runtime, adaptive batching, 1 parallel worker"
+    venv = "mlserver"
+
+    def write_settings(self, model: Model, port: int, workdir: Path) -> Path:
+        repo = workdir / "mlserver-repo"
+        model_dir = repo / model.name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "debug": False,  # production setting: no per-request access log
+            "host": "127.0.0.1",
+            "http_port": port,
+            "grpc_port": port + 1000,
+            "metrics_port": port + 2000,
+            "parallel_workers": 1,
+        }
+        model_settings = {
+            "name": model.name,
+            "implementation": "runtime.SavedModelRuntime",
+            "max_batch_size": MAX_BATCH_SIZE,
+            "max_batch_time": MAX_BATCH_WAIT_MS / 1000,
+            "parameters": {"uri": str(model.path)},
+        }
+        (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+        (model_dir / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+        return repo
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        repo = self.write_settings(model, port, workdir)
+        return [str(self.python().parent / "mlserver"), "start", str(repo)]
+
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
+        return one_cpu_env({"PYTHONPATH": str(PEERS_DIR / "mlserver")})
+
+    def ready_path(self, model: Model) -> str:
+        return f"/v2/models/{model.name}/ready"
+
+    def request(self, model: Model) -> Request:
+        return Request(f"/v2/models/{model.name}/infer", model.v2_body(), "Open Inference Protocol V2 infer")
+
+
+class BentoML(Server):
+    """BentoML service with a batchable API, one worker."""
+
+    name = "bentoml"
+    description = "BentoML 1.4.40, batchable API (adaptive batching), 1 worker"
+    venv = "bentoml"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        return [
+            str(self.python().parent / "bentoml"),
+            "serve",
+            "service:SavedModelService",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--working-dir={PEERS_DIR / 'bentoml'}",
+        ]
+
+    def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
+        return one_cpu_env(
+            {
+                "MODEL_DIR": str(model.path),
+                "BENTOML_HOME": str(workdir / "bentoml-home"),
+                "BENTOML_DO_NOT_TRACK": "true",
+                "BENCH_MAX_BATCH_SIZE": str(MAX_BATCH_SIZE),
+            }
+        )
+
+    def ready_path(self, model: Model) -> str:
+        return "/readyz"
+
+    def request(self, model: Model) -> Request:
+        # BentoML's native JSON: the API argument is named `instances`, so the body is
+        # byte-for-byte the TF Serving one; the path is the API's.
+        return Request("/predict", model.tfserving_body(), "BentoML API (same JSON body)")
+
+
+def all_servers() -> list[Server]:
+    return [Ours(batching=True), Ours(batching=False), Ceiling(), Naive(), MLServer(), BentoML()]
+
+
+def by_names(names: list[str]) -> list[Server]:
+    known = {server.name: server for server in all_servers()}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown server(s) {unknown}; known: {sorted(known)}")
+    return [known[name] for name in names]
