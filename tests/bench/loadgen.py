@@ -2,7 +2,8 @@
 
 wrk (C, epoll) posts the same body over keep-alive connections for a fixed duration and
 reports its latency distribution through a Lua ``done`` hook (wrk/post.lua). Each run
-is bounded by wrk's duration and a hard subprocess timeout; the CPU time wrk used is
+is bounded in time (wrk's duration, and a hard subprocess timeout) and in count
+(MAX_RATE_RPS x duration, far above any rate reached here); the CPU time wrk used is
 recorded so a run can show that the generator was not the bottleneck.
 """
 
@@ -21,6 +22,8 @@ LUA_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post.lua"
 LOAD_CPU = 0
 REQUEST_TIMEOUT_SECONDS = 10
 RESULT_PREFIX = "BENCH_RESULT "
+# Request cap per run: duration x this rate (the no-model ceiling does ~30k req/s here).
+MAX_RATE_RPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,11 @@ def run(
         "-s", str(LUA_SCRIPT),
         url,
     ]  # fmt: skip
-    env = os.environ | {"BENCH_BODY_FILE": str(body_file), "BENCH_CONTENT_TYPE": content_type}
+    env = os.environ | {
+        "BENCH_BODY_FILE": str(body_file),
+        "BENCH_CONTENT_TYPE": content_type,
+        "BENCH_MAX_REQUESTS": str(int(MAX_RATE_RPS * duration_s)),
+    }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     completed = subprocess.run(
