@@ -1,0 +1,211 @@
+"""Self-healing under steady load: a deleted pod, a SIGKILLed server, failing liveness, every pod gone.
+
+The four tests share one release (3 replicas, fault injection on, the chart's drain
+settings) in file order; each starts from three Ready pods.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import faults, slo
+from harness.cluster_events import endpoint_left_at
+from harness.release import pod_is_ready
+from harness.scenario import KUBE_PROXY_PROPAGATION_S, Scenario
+from kubernetes import client
+
+RATE_PER_S = 30
+STEADY_S = 6
+AFTER_S = 6
+REPLICAS = 3
+SUITE_VALUES = ("healing.yaml",)
+# Every pod deleted at once: new pods are scheduled at once, the image is on the node, and
+# TensorFlow's import, the model load and warm-up take 10-30 s on a busy 2-core node.
+RECOVERY_BOUND_S = 90
+
+pytestmark = pytest.mark.healing
+
+
+def start(deploy) -> tuple[Scenario, client.CoreV1Api]:
+    s = deploy("healing", SUITE_VALUES)
+    s.wait_until(f"{REPLICAS} pods are Ready", lambda: len(s.release.ready_pods()) == REPLICAS, 120)
+    return s, client.CoreV1Api(s.release.api_client)
+
+
+def server_status(pod: client.V1Pod) -> client.V1ContainerStatus:
+    return next(status for status in pod.status.container_statuses if status.name == "server")
+
+
+def steady_load(s: Scenario):
+    probe = s.probe(RATE_PER_S)
+    probe.wait_for_requests(RATE_PER_S, timeout_s=30)
+    time.sleep(STEADY_S)
+    return probe
+
+
+def test_deleted_pod_is_replaced_without_failed_requests(deploy):
+    s, core = start(deploy)
+    victim = s.release.ready_pods()[0].metadata.name
+    probe = steady_load(s)
+
+    deleted = s.mark(f"delete pod {victim}")
+    core.delete_namespaced_pod(victim, s.namespace)
+    replacement = s.wait_until(
+        "a replacement pod is Ready",
+        lambda: next(
+            (
+                pod.metadata.name
+                for pod in s.release.ready_pods()
+                if pod.metadata.creation_timestamp.timestamp() >= deleted - 1 and pod.metadata.name != victim
+            ),
+            None,
+        ),
+        timeout_s=120,
+    )
+    ready_at = s.mark(f"replacement {replacement} Ready")
+    time.sleep(AFTER_S)
+    probe.stop()
+
+    records = s.requests()
+    s.fact("replacement_ready_s", f"{ready_at - deleted:.1f}")
+    s.expect_no_failures(records, f"while pod {victim} was deleted and replaced")
+    s.expect(len(s.release.ready_pods()) == REPLICAS, f"not {REPLICAS} Ready pods after the replacement")
+
+
+def test_sigkilled_server_restarts_losing_only_requests_on_that_pod(deploy):
+    s, core = start(deploy)
+    pod = s.release.ready_pods()[0]
+    victim = pod.metadata.name
+    restarts_before = server_status(pod).restart_count
+    agent_namespace = faults.ensure_agent_namespace(core, s.namespace)
+    probe = steady_load(s)
+
+    kill = faults.sigkill_container(
+        core, agent_namespace, s.namespace, victim, "server", image=pod.spec.containers[0].image
+    )
+    s.mark_at(kill.killed_at, f"SIGKILL server in {victim} (host pid {kill.host_pid})")
+
+    def restarted_and_ready() -> bool:
+        current = core.read_namespaced_pod(victim, s.namespace)
+        return server_status(current).restart_count > restarts_before and pod_is_ready(current)
+
+    s.wait_until(f"{victim} restarted its server container and is Ready again", restarted_and_ready, 120)
+    ready_at = s.mark(f"{victim} Ready again")
+    time.sleep(AFTER_S)
+    probe.stop()
+    core.delete_namespace(agent_namespace)
+
+    records = s.requests()
+    failed = slo.failures(records)
+    left_at = endpoint_left_at(s.events(), victim, after=kill.killed_at)
+    s.expect(left_at is not None, f"the Service never stopped routing to {victim} after the kill")
+    # A request could only be on the dead pod if it was in flight at the kill, or was sent
+    # while the Service still routed to the pod (until kube-proxy followed the EndpointSlice).
+    routed_until = left_at + KUBE_PROXY_PROPAGATION_S
+    exposed = {r.seq for r in slo.in_flight_at(records, kill.killed_at)} | {
+        r.seq for r in slo.sent_between(records, kill.killed_at, routed_until)
+    }
+    unexplained = [r for r in failed if r.seq not in exposed]
+    final = server_status(core.read_namespaced_pod(victim, s.namespace))
+    terminated = final.last_state.terminated if final.last_state else None
+    s.fact("failed", len(failed))
+    s.fact("exposed_requests", len(exposed))
+    s.fact("unrouted_after_s", f"{left_at - kill.killed_at:.1f}")
+    s.fact("ready_again_s", f"{ready_at - kill.killed_at:.1f}")
+    s.expect(
+        not unexplained,
+        f"{len(unexplained)} failed requests could not have been on {victim} "
+        f"(outside the kill's in-flight set and the {routed_until - kill.killed_at:.1f}s it stayed routed)",
+        unexplained,
+    )
+    s.expect(
+        final.restart_count == restarts_before + 1,
+        f"restartCount {final.restart_count}, want {restarts_before + 1}",
+    )
+    s.expect(
+        terminated is not None and terminated.exit_code == 137,
+        f"last termination was not SIGKILL (exit 137): {terminated}",
+    )
+
+
+def test_liveness_failure_restarts_container_while_service_answers(deploy):
+    s, core = start(deploy)
+    restarts_before = {p.metadata.name: server_status(p).restart_count for p in s.release.ready_pods()}
+    probe = steady_load(s)
+
+    injected = s.mark("POST /debug/fault/liveness")
+    fault = faults.trigger_liveness_fault(s.release.node_address, s.release.node_port)
+    s.expect(fault.status == 200 and fault.served_by in restarts_before, f"fault injection answered {fault}")
+    victim = fault.served_by
+    s.mark(f"{victim} liveness now failing")
+
+    def restarted() -> bool:
+        return (
+            server_status(core.read_namespaced_pod(victim, s.namespace)).restart_count
+            > restarts_before[victim]
+        )
+
+    s.wait_until(f"kubelet restarts {victim}'s server container", restarted, 90)
+    restarted_at = s.mark(f"{victim} restarted")
+    s.wait_until(
+        f"{victim} is Ready again", lambda: pod_is_ready(core.read_namespaced_pod(victim, s.namespace)), 120
+    )
+    ready_at = s.mark(f"{victim} Ready again")
+    time.sleep(AFTER_S)
+    probe.stop()
+
+    records = s.requests()
+    liveness_events = [
+        e
+        for e in s.events("event")
+        if e.detail["reason"] == "Unhealthy" and "Liveness" in e.detail["message"]
+    ]
+    s.fact("restart_after_s", f"{restarted_at - injected:.1f}")
+    s.fact("ready_again_s", f"{ready_at - injected:.1f}")
+    s.expect(bool(liveness_events), "no 'Liveness probe failed' event: the restart had another cause")
+    s.expect_no_failures(records, f"while kubelet restarted {victim} for failing liveness")
+    s.expect(
+        server_status(core.read_namespaced_pod(victim, s.namespace)).restart_count
+        == restarts_before[victim] + 1,
+        f"{victim} restarted more than once",
+    )
+
+
+def test_every_pod_deleted_service_answers_again_within_bound(deploy):
+    s, core = start(deploy)
+    old_pods = {pod.metadata.name for pod in s.release.pods()}
+    probe = steady_load(s)
+
+    deleted = s.mark("delete every pod")
+    core.delete_collection_namespaced_pod(s.namespace, label_selector=s.release.selector)
+    s.wait_until(
+        f"{REPLICAS} new pods are Ready",
+        lambda: len([p for p in s.release.ready_pods() if p.metadata.name not in old_pods]) == REPLICAS,
+        180,
+    )
+    s.mark(f"{REPLICAS} new pods Ready")
+    time.sleep(AFTER_S)
+    probe.stop()
+
+    records = s.requests()
+    after_delete = slo.sent_between(records, deleted, float("inf"))
+    failed = slo.failures(after_delete)
+    last_failure = max((r.sent_at for r in failed), default=None)
+    recovered = slo.first_success_after(records, last_failure) if last_failure is not None else None
+    outage_s = (recovered.sent_at - deleted) if recovered is not None else 0.0
+    if recovered is not None:
+        s.mark_at(recovered.sent_at, "Service answers again")
+    s.fact("failed", len(failed))
+    s.fact("answers_again_after_s", f"{outage_s:.1f}")
+    s.fact("bound_s", RECOVERY_BOUND_S)
+    s.expect(
+        last_failure is None or recovered is not None,
+        "the Service never answered again after every pod was deleted",
+        after_delete,
+    )
+    s.expect(
+        outage_s <= RECOVERY_BOUND_S,
+        f"the Service answered again {outage_s:.1f}s after every pod was deleted (bound {RECOVERY_BOUND_S}s)",
+        after_delete,
+    )

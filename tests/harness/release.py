@@ -1,0 +1,218 @@
+"""A Helm release of the chart under test, in its own Pod-Security-restricted namespace.
+
+A thin layer over `ops.release` (the one implementation of helm install/upgrade/
+rollback/uninstall that `make up` uses too): it keeps the values stack of the release
+(base values, suite values, then any extra files the run adds, e.g. the deliberately
+unsafe rollout), remembers what each revision was deployed with, and finds the
+release's Deployment, Service and pods through the chart's selector labels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client
+from ops import release as ops_release
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What one revision was deployed with."""
+
+    revision: int
+    values_files: tuple[str, ...]
+    set_values: tuple[tuple[str, str], ...]
+
+    def setting(self, key: str) -> str | None:
+        return dict(self.set_values).get(key)
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str
+    kubeconfig: Path
+    api_client: client.ApiClient
+    node_address: str
+    node_port: int
+    base_values: tuple[Path, ...]
+    extra_values: tuple[Path, ...] = ()
+    revisions: list[Deployed] = field(default_factory=list)
+    timeout_s: int = 240
+
+    # -- helm ------------------------------------------------------------------------
+
+    def _values_stack(self, files: Sequence[Path]) -> list[Path]:
+        # Extra files come last so a run can override any suite's values (the unsafe rollout).
+        return [*self.base_values, *files, *self.extra_values]
+
+    def _sets(self, image_tag: str, settings: Mapping[str, object]) -> dict[str, str]:
+        return {
+            "service.nodePort": str(self.node_port),
+            "image.tag": image_tag,
+            **{key: str(value) for key, value in settings.items()},
+        }
+
+    def install(
+        self, files: Sequence[Path], image_tag: str, settings: Mapping[str, object] | None = None
+    ) -> None:
+        sets = self._sets(image_tag, settings or {})
+        stack = self._values_stack(files)
+        ops_release.install(
+            self.name,
+            namespace=self.namespace,
+            values_files=stack,
+            set_values=sets,
+            kubeconfig=self.kubeconfig,
+            wait=True,
+            timeout_s=self.timeout_s,
+        )
+        self._remember(stack, sets)
+
+    def upgrade(
+        self,
+        files: Sequence[Path],
+        image_tag: str,
+        settings: Mapping[str, object] | None = None,
+        wait: bool = True,
+        timeout_s: int | None = None,
+    ) -> None:
+        """helm upgrade with the full values stack (never --reuse-values: every revision is explicit)."""
+        sets = self._sets(image_tag, settings or {})
+        stack = self._values_stack(files)
+        try:
+            ops_release.upgrade(
+                self.name,
+                namespace=self.namespace,
+                values_files=stack,
+                set_values=sets,
+                kubeconfig=self.kubeconfig,
+                wait=wait,
+                timeout_s=timeout_s or self.timeout_s,
+            )
+        finally:
+            # helm records the revision even when --wait times out (status "failed").
+            self._remember(stack, sets)
+
+    def rollback(self, revision: int | None = None) -> Deployed:
+        """helm rollback (to the previous revision by default); returns what is deployed now."""
+        target = revision if revision is not None else self.revisions[-2].revision
+        ops_release.rollback(
+            self.name,
+            namespace=self.namespace,
+            revision=target,
+            kubeconfig=self.kubeconfig,
+            wait=True,
+            timeout_s=self.timeout_s,
+        )
+        restored = next(r for r in self.revisions if r.revision == target)
+        self.revisions.append(
+            Deployed(self.revisions[-1].revision + 1, restored.values_files, restored.set_values)
+        )
+        return self.revisions[-1]
+
+    def uninstall(self) -> None:
+        ops_release.uninstall(self.name, namespace=self.namespace, kubeconfig=self.kubeconfig)
+
+    def _remember(self, stack: Sequence[Path], sets: Mapping[str, str]) -> None:
+        revision = self.revisions[-1].revision + 1 if self.revisions else 1
+        self.revisions.append(Deployed(revision, tuple(str(p) for p in stack), tuple(sorted(sets.items()))))
+
+    @property
+    def current(self) -> Deployed:
+        return self.revisions[-1]
+
+    # -- what the release runs ---------------------------------------------------------
+
+    @property
+    def selector(self) -> str:
+        return f"{INSTANCE_LABEL}={self.name}"
+
+    def deployment(self) -> client.V1Deployment:
+        items = client.AppsV1Api(self.api_client).list_namespaced_deployment(
+            self.namespace, label_selector=self.selector
+        )
+        if len(items.items) != 1:
+            raise RuntimeError(f"expected one Deployment for {self.selector} in {self.namespace}")
+        return items.items[0]
+
+    def pods(self, include_terminating: bool = False) -> list[client.V1Pod]:
+        items = client.CoreV1Api(self.api_client).list_namespaced_pod(
+            self.namespace, label_selector=self.selector
+        )
+        return [
+            pod
+            for pod in items.items
+            if (include_terminating or pod.metadata.deletion_timestamp is None)
+            and pod.status.phase not in ("Succeeded", "Failed")
+            and "helm.sh/hook" not in (pod.metadata.annotations or {})
+        ]
+
+    def ready_pods(self) -> list[client.V1Pod]:
+        return [pod for pod in self.pods() if pod_is_ready(pod)]
+
+    def rolled_out(self) -> bool:
+        """Every desired replica updated, ready and available, no old replica left."""
+        deployment = self.deployment()
+        status = deployment.status
+        desired = deployment.spec.replicas or 0
+        return (
+            (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+            and (status.updated_replicas or 0) == desired
+            and (status.ready_replicas or 0) == desired
+            and (status.available_replicas or 0) == desired
+            and (status.replicas or 0) == desired
+            and len(self.pods()) == desired
+        )
+
+    def wait_rolled_out(self, timeout_s: float = 180) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.rolled_out():
+                return time.time()
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.namespace}/{self.name} did not finish rolling out within {timeout_s:.0f}s")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.node_address}:{self.node_port}"
+
+    def model_metadata(self, model: str = "anomaly") -> dict:
+        """Open Inference Protocol model metadata, through the Service."""
+        with urllib.request.urlopen(f"{self.base_url}/v2/models/{model}", timeout=10) as response:
+            return json.load(response)
+
+
+def pod_is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def predict_body(metadata: Mapping[str, object], rows: int = 1) -> bytes:
+    """A TF Serving REST predict body matching the model's first input (zeros are fine: any answer counts)."""
+    inputs = metadata["inputs"]
+    assert isinstance(inputs, list) and inputs, f"model metadata has no inputs: {metadata}"
+    shape = inputs[0]["shape"]
+    instance_shape = [dim if isinstance(dim, int) and dim > 0 else 1 for dim in shape[1:]]
+
+    def zeros(dims: list[int]) -> object:
+        return [zeros(dims[1:]) for _ in range(dims[0])] if dims else 0.5
+
+    return json.dumps({"instances": [zeros(instance_shape) for _ in range(rows)]}).encode()
+
+
+def create_namespace(core: client.CoreV1Api, name: str) -> None:
+    """A namespace that enforces the Pod Security "restricted" level (as users' clusters may)."""
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "app.kubernetes.io/part-of": "tf-model-server-e2e",
+    }
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
