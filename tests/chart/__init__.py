@@ -1,0 +1,1 @@
+"""Chart rendering tests: the real `bin/helm template` output, parsed and asserted."""

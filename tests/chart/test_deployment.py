@@ -1,0 +1,174 @@
+"""The Deployment's defaults: probes, rollout, replicas, labels, resources, scheduling."""
+
+from __future__ import annotations
+
+import pytest
+
+from chart.render import RELEASE, RENDER_ONLY_VALUES, template
+
+SELECTOR = {"app.kubernetes.io/name": "tf-model-server", "app.kubernetes.io/instance": RELEASE}
+
+
+def test_probes_hit_the_servers_health_endpoints_on_the_http_port():
+    server = template().server_container
+    assert server["startupProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert server["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert server["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    # Room for TensorFlow's import and model load before liveness takes over.
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
+def test_probes_are_tunable():
+    server = template(
+        {"readinessProbe": {"periodSeconds": 7}, "livenessProbe": {"failureThreshold": 9}}
+    ).server_container
+    assert server["readinessProbe"]["periodSeconds"] == 7
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["livenessProbe"]["failureThreshold"] == 9
+
+
+def test_container_port_is_named_http_and_follows_server_port():
+    assert template().server_container["ports"] == [
+        {"name": "http", "containerPort": 8501, "protocol": "TCP"}
+    ]
+    rendered = template({"server": {"port": 9000}})
+    assert rendered.server_container["ports"][0]["containerPort"] == 9000
+    assert rendered.config["TFMS_PORT"] == "9000"
+
+
+def test_rolling_update_never_drops_below_the_desired_count():
+    strategy = template().deployment["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def test_rolling_update_is_overridable():
+    strategy = template({"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 1}}).deployment["spec"][
+        "strategy"
+    ]
+    assert strategy["rollingUpdate"] == {"maxSurge": "50%", "maxUnavailable": 1}
+
+
+def test_replicas_follow_replica_count_without_hpa():
+    assert template({"replicaCount": 3}).deployment["spec"]["replicas"] == 3
+
+
+def test_replicas_omitted_when_the_hpa_owns_them():
+    spec = template({"replicaCount": 3, "autoscaling": {"enabled": True}}).deployment["spec"]
+    assert "replicas" not in spec
+
+
+def test_selector_is_exactly_name_and_instance_everywhere():
+    rendered = template({"autoscaling": {"enabled": True}, "podLabels": {"team": "ml"}})
+    assert rendered.deployment["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert rendered.one("Service")["spec"]["selector"] == SELECTOR
+    assert rendered.one("PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": SELECTOR}
+    pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert SELECTOR.items() <= pod_labels.items()
+    assert pod_labels["team"] == "ml"
+    assert pod_labels["app.kubernetes.io/version"] == "0.1.0"
+
+
+def test_selector_ignores_the_image_tag_so_upgrades_keep_it():
+    before = template().deployment["spec"]["selector"]
+    after = template({"image": {"tag": "v2"}}).deployment["spec"]["selector"]
+    assert before == after == {"matchLabels": SELECTOR}
+
+
+def test_image_defaults_to_app_version_and_tag_overrides():
+    assert template().server_container["image"] == "tf-model-server:0.1.0"
+    assert template().server_container["imagePullPolicy"] == "IfNotPresent"
+    server = template({"image": {"repository": "registry.example/tfms", "tag": "v2"}}).server_container
+    assert server["image"] == "registry.example/tfms:v2"
+
+
+def test_resource_requests_set_by_default_and_memory_limited():
+    resources = template().server_container["resources"]
+    assert resources["requests"]["cpu"] == "100m"
+    assert resources["requests"]["memory"] == "512Mi"
+    assert resources["limits"]["memory"] == "1Gi"
+    assert "cpu" not in resources["limits"], "a CPU limit throttles TensorFlow; requests drive the HPA"
+
+
+def test_topology_spread_defaults_to_soft_hostname_spread_on_the_selector():
+    constraints = template().pod_spec["topologySpreadConstraints"]
+    assert constraints == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": SELECTOR},
+        }
+    ]
+
+
+def test_topology_spread_keeps_a_given_label_selector():
+    given = {
+        "maxSkew": 2,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"tier": "gpu"}},
+    }
+    assert template({"topologySpreadConstraints": [given]}).pod_spec["topologySpreadConstraints"] == [given]
+
+
+def test_topology_spread_can_be_switched_off():
+    assert "topologySpreadConstraints" not in template({"topologySpreadConstraints": []}).pod_spec
+
+
+def test_gpu_values_request_a_gpu_on_gpu_nodes():
+    (gpu_values,) = [path for path in RENDER_ONLY_VALUES if path.name == "gpu-values.yaml"]
+    rendered = template(files=[gpu_values])
+    assert rendered.server_container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert rendered.pod_spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert rendered.pod_spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def test_scheduling_values_pass_through():
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    pod = template({"nodeSelector": {"pool": "cpu"}, "affinity": affinity}).pod_spec
+    assert pod["nodeSelector"] == {"pool": "cpu"}
+    assert pod["affinity"] == affinity
+
+
+def test_pod_annotations_and_image_pull_secrets_pass_through():
+    rendered = template({"podAnnotations": {"a": "b"}, "imagePullSecrets": [{"name": "regcred"}]})
+    assert rendered.deployment["spec"]["template"]["metadata"]["annotations"]["a"] == "b"
+    assert rendered.pod_spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert rendered.test_pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_service_account_created_and_used():
+    rendered = template()
+    assert rendered.one("ServiceAccount")["metadata"]["name"] == "demo-tf-model-server"
+    assert rendered.pod_spec["serviceAccountName"] == "demo-tf-model-server"
+
+
+def test_existing_service_account_is_used_without_creating_one():
+    rendered = template({"serviceAccount": {"create": False, "name": "models-reader"}})
+    assert not rendered.has("ServiceAccount")
+    assert rendered.pod_spec["serviceAccountName"] == "models-reader"
+    assert template({"serviceAccount": {"create": False}}).pod_spec["serviceAccountName"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ({}, {"type": "ClusterIP", "port": 8501, "nodePort": None}),
+        ({"type": "NodePort", "nodePort": 30851}, {"type": "NodePort", "port": 8501, "nodePort": 30851}),
+        ({"type": "NodePort"}, {"type": "NodePort", "port": 8501, "nodePort": None}),
+        ({"type": "LoadBalancer", "port": 80}, {"type": "LoadBalancer", "port": 80, "nodePort": None}),
+        ({"type": "ClusterIP", "nodePort": 30851}, {"type": "ClusterIP", "port": 8501, "nodePort": None}),
+    ],
+    ids=["default", "nodeport-fixed", "nodeport-any", "loadbalancer", "clusterip-ignores-nodeport"],
+)
+def test_service_type_port_and_node_port(service, expected):
+    spec = template({"service": service}).one("Service")["spec"]
+    (port,) = spec["ports"]
+    assert spec["type"] == expected["type"]
+    assert port["name"] == "http"
+    assert port["targetPort"] == "http"
+    assert port["port"] == expected["port"]
+    assert port.get("nodePort") == expected["nodePort"]

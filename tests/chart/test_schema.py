@@ -1,0 +1,129 @@
+"""values.schema.json refuses typos, wrong types and bad enums, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from chart.render import CI_VALUES, RENDER_ONLY_VALUES, template, template_error
+
+
+def test_top_level_typo_is_refused_by_name():
+    message = template_error(args=["--set", "replicaCont=3"])
+    assert "Additional property replicaCont is not allowed" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"image": {"tga": "v2"}}, "image: Additional property tga is not allowed"),
+        (
+            {"server": {"batching": {"maxBatchSze": 8}}},
+            "server.batching: Additional property maxBatchSze is not allowed",
+        ),
+        ({"server": {"drain": {"delay": 3}}}, "server.drain: Additional property delay is not allowed"),
+        ({"server": {"modelname": "x"}}, "server: Additional property modelname is not allowed"),
+        ({"autoscaling": {"maxReplica": 3}}, "autoscaling: Additional property maxReplica is not allowed"),
+        ({"service": {"nodeport": 30001}}, "service: Additional property nodeport is not allowed"),
+        ({"model": {"pvc": {"claim": "x"}}}, "model.pvc: Additional property claim is not allowed"),
+        (
+            {"podDisruptionBudget": {"minAvailble": 1}},
+            "podDisruptionBudget: Additional property minAvailble is not allowed",
+        ),
+        ({"networkPolicy": {"enable": True}}, "networkPolicy: Additional property enable is not allowed"),
+        (
+            {"serviceAccount": {"automountToken": True}},
+            "serviceAccount: Additional property automountToken is not allowed",
+        ),
+        (
+            {"readinessProbe": {"periodSecond": 1}},
+            "readinessProbe: Additional property periodSecond is not allowed",
+        ),
+        ({"resources": {"limit": {"cpu": 1}}}, "resources: Additional property limit is not allowed"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else "",
+)
+def test_nested_typos_are_refused_by_path(values, expected):
+    assert expected in template_error(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"replicaCount": "three"}, "replicaCount: Invalid type. Expected: integer, given: string"),
+        ({"server": {"port": "http"}}, "server.port: Invalid type. Expected: integer, given: string"),
+        (
+            {"autoscaling": {"enabled": "yes"}},
+            "autoscaling.enabled: Invalid type. Expected: boolean, given: string",
+        ),
+        (
+            {"server": {"batching": {"maxWaitMs": "2ms"}}},
+            "server.batching.maxWaitMs: Invalid type. Expected: number",
+        ),
+        ({"podAnnotations": {"a": 1}}, "podAnnotations.a: Invalid type. Expected: string, given: integer"),
+        ({"tolerations": {"key": "x"}}, "tolerations: Invalid type. Expected: array, given: object"),
+    ],
+    ids=["replicaCount", "server.port", "autoscaling.enabled", "maxWaitMs", "podAnnotations", "tolerations"],
+)
+def test_wrong_types_are_refused(values, expected):
+    assert expected in template_error(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"service": {"type": "Nodeport"}}, "service.type: service.type must be one of the following"),
+        (
+            {"server": {"logLevel": "verbose"}},
+            "server.logLevel: server.logLevel must be one of the following",
+        ),
+        ({"model": {"source": "s3"}}, "model.source: model.source must be one of the following"),
+        (
+            {"image": {"pullPolicy": "Sometimes"}},
+            "image.pullPolicy: image.pullPolicy must be one of the following",
+        ),
+    ],
+    ids=["service.type", "server.logLevel", "model.source", "image.pullPolicy"],
+)
+def test_bad_enums_are_refused(values, expected):
+    assert expected in template_error(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"server": {"batching": {"maxBatchSize": 0}}},
+            "server.batching.maxBatchSize: Must be greater than or equal to 1",
+        ),
+        ({"service": {"nodePort": 70000}}, "service.nodePort: Must be less than or equal to 65535"),
+        ({"replicaCount": -1}, "replicaCount: Must be greater than or equal to 0"),
+        ({"server": {"modelName": "a/b"}}, "server.modelName: Does not match pattern"),
+        (
+            {"rollingUpdate": {"maxUnavailable": "half"}},
+            "rollingUpdate.maxUnavailable: Must validate at least one schema",
+        ),
+    ],
+    ids=["maxBatchSize", "nodePort", "replicaCount", "modelName", "maxUnavailable"],
+)
+def test_out_of_range_values_are_refused(values, expected):
+    assert expected in template_error(values)
+
+
+def test_free_form_maps_stay_open():
+    rendered = template(
+        {
+            "podAnnotations": {"prometheus.io/scrape": "true"},
+            "podLabels": {"team": "fraud"},
+            "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}},
+            "affinity": {"podAntiAffinity": {}},
+            "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "x@y"}},
+            "autoscaling": {"enabled": True, "behavior": {"scaleUp": {"selectPolicy": "Disabled"}}},
+        }
+    )
+    assert rendered.server_container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+@pytest.mark.parametrize("values_file", [*CI_VALUES, *RENDER_ONLY_VALUES], ids=lambda p: p.name)
+def test_every_scenario_file_satisfies_the_schema(values_file):
+    assert template(files=[values_file]).has("Deployment")

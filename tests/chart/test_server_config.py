@@ -1,0 +1,113 @@
+"""server.* values reach the server as TFMS_* environment through the ConfigMap."""
+
+from __future__ import annotations
+
+import pytest
+
+from chart.render import template
+
+# (values path under server, value, environment variable, expected text)
+SETTINGS = [
+    ("host", "127.0.0.1", "TFMS_HOST", "127.0.0.1"),
+    ("port", 9000, "TFMS_PORT", "9000"),
+    ("modelBasePath", "/srv/models", "TFMS_MODEL_BASE_PATH", "/srv/models"),
+    ("modelName", "anomaly,heavy", "TFMS_MODEL_NAME", "anomaly,heavy"),
+    ("modelVersion", 1, "TFMS_MODEL_VERSION", "1"),
+    ("batching.enabled", False, "TFMS_BATCH_ENABLED", "false"),
+    ("batching.maxBatchSize", 64, "TFMS_BATCH_MAX_SIZE", "64"),
+    ("batching.maxWaitMs", 0.5, "TFMS_BATCH_MAX_WAIT_MS", "0.5"),
+    ("batching.queueSize", 4096, "TFMS_BATCH_QUEUE_SIZE", "4096"),
+    ("drain.delaySeconds", 8, "TFMS_DRAIN_DELAY_SECONDS", "8"),
+    ("drain.timeoutSeconds", 40, "TFMS_DRAIN_TIMEOUT_SECONDS", "40"),
+    ("limits.maxBodyBytes", 67108864, "TFMS_MAX_BODY_BYTES", "67108864"),
+    ("limits.requestTimeoutSeconds", 12.5, "TFMS_REQUEST_TIMEOUT_SECONDS", "12.5"),
+    ("logLevel", "debug", "TFMS_LOG_LEVEL", "debug"),
+    ("threads.intraOp", 2, "TFMS_INTRA_OP_THREADS", "2"),
+    ("threads.interOp", 1, "TFMS_INTER_OP_THREADS", "1"),
+    ("faultInjection", True, "TFMS_FAULT_INJECTION", "true"),
+]
+DEFAULTS = {
+    "TFMS_HOST": "0.0.0.0",
+    "TFMS_PORT": "8501",
+    "TFMS_MODEL_BASE_PATH": "/models",
+    "TFMS_MODEL_NAME": "anomaly",
+    "TFMS_MODEL_VERSION": "",
+    "TFMS_BATCH_ENABLED": "true",
+    "TFMS_BATCH_MAX_SIZE": "32",
+    "TFMS_BATCH_MAX_WAIT_MS": "2",
+    "TFMS_BATCH_QUEUE_SIZE": "1024",
+    "TFMS_DRAIN_DELAY_SECONDS": "5",
+    "TFMS_DRAIN_TIMEOUT_SECONDS": "20",
+    "TFMS_MAX_BODY_BYTES": "8388608",
+    "TFMS_REQUEST_TIMEOUT_SECONDS": "30",
+    "TFMS_LOG_LEVEL": "info",
+    "TFMS_INTRA_OP_THREADS": "0",
+    "TFMS_INTER_OP_THREADS": "0",
+    "TFMS_FAULT_INJECTION": "false",
+}
+
+
+def nested(path: str, value: object) -> dict:
+    result: dict = {"server": {}}
+    cursor = result["server"]
+    *parents, leaf = path.split(".")
+    for key in parents:
+        cursor = cursor.setdefault(key, {})
+    cursor[leaf] = value
+    return result
+
+
+def test_defaults_match_the_servers_documented_defaults():
+    assert template().config == DEFAULTS
+
+
+@pytest.mark.parametrize(("path", "value", "env", "expected"), SETTINGS, ids=[s[2] for s in SETTINGS])
+def test_each_server_value_sets_its_env_var(path, value, env, expected):
+    config = template(nested(path, value)).config
+    assert config[env] == expected
+    assert {k: v for k, v in config.items() if k != env} == {k: v for k, v in DEFAULTS.items() if k != env}
+
+
+def test_every_server_setting_is_covered_here():
+    assert {s[2] for s in SETTINGS} == set(DEFAULTS)
+
+
+def test_large_integers_are_not_rendered_in_float_notation():
+    config = template({"server": {"limits": {"maxBodyBytes": 1073741824}}}).config
+    assert config["TFMS_MAX_BODY_BYTES"] == "1073741824"
+
+
+def test_server_reads_the_configmap_and_its_pod_name():
+    rendered = template()
+    server = rendered.server_container
+    assert server["envFrom"] == [{"configMapRef": {"name": rendered.one("ConfigMap")["metadata"]["name"]}}]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in server["env"]
+
+
+def test_extra_env_is_appended():
+    env = template({"extraEnv": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}]}).server_container["env"]
+    assert [e["name"] for e in env] == ["POD_NAME", "TF_CPP_MIN_LOG_LEVEL"]
+
+
+def checksum(values: dict) -> str:
+    return template(values).deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+
+@pytest.mark.parametrize(("path", "value", "env", "expected"), SETTINGS, ids=[s[2] for s in SETTINGS])
+def test_checksum_changes_when_a_server_value_changes(path, value, env, expected):
+    assert checksum(nested(path, value)) != checksum({})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": 4},
+        {"image": {"tag": "v2"}},
+        {"resources": {"requests": {"cpu": "1"}}},
+        {"podAnnotations": {"note": "x"}},
+        {"service": {"type": "NodePort"}},
+    ],
+    ids=["replicaCount", "image.tag", "resources", "podAnnotations", "service.type"],
+)
+def test_checksum_stays_when_nothing_in_the_configmap_changes(values):
+    assert checksum(values) == checksum({})
