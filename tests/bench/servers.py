@@ -128,7 +128,14 @@ class Ceiling(Server):
     description = "our HTTP stack + request parsing, constant answer, no model"
 
     def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
-        return [str(self.python()), str(PEERS_DIR / "ceiling" / "app.py"), "--port", str(port)]
+        return [
+            str(self.python()),
+            str(PEERS_DIR / "ceiling" / "app.py"),
+            f"--port={port}",
+            f"--input-name={model.input_name}",
+            f"--dtype={model.dtype}",
+            f"--instance-shape={','.join(map(str, model.instance_shape))}",
+        ]
 
     def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
         return one_cpu_env({"PYTHONPATH": str(REPO_ROOT / "image")})
@@ -169,10 +176,10 @@ class Naive(Server):
 
 
 class MLServer(Server):
-    """Seldon MLServer, custom SavedModel runtime, adaptive batching, one inference worker."""
+    """Seldon MLServer, custom SavedModel runtime, adaptive batching, inference in-process."""
 
     name = "mlserver"
-    description = "Seldon MLServer 1.7.1, custom runtime, adaptive batching, 1 parallel worker"
+    description = "Seldon MLServer 1.7.1, custom runtime, adaptive batching, parallel_workers=0"
     venv = "mlserver"
 
     def write_settings(self, model: Model, port: int, workdir: Path) -> Path:
@@ -185,7 +192,9 @@ class MLServer(Server):
             "http_port": port,
             "grpc_port": port + 1000,
             "metrics_port": port + 2000,
-            "parallel_workers": 1,
+            # In-process inference: on one core it measured ~20% faster than the default
+            # of one separate inference worker process (no IPC hop per batch).
+            "parallel_workers": 0,
         }
         model_settings = {
             "name": model.name,

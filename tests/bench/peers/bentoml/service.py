@@ -3,6 +3,8 @@
 Follows BentoML's adaptive-batching guide: ``@bentoml.api(batchable=True)`` with
 ``max_batch_size`` and ``max_latency_ms``; the dispatcher concatenates concurrent
 requests along dimension 0 and splits the result back. One worker for one CPU.
+A batchable API returns one array, so the signature's outputs come back side by side
+as float32 columns ([-1, k]).
 """
 
 import os
@@ -37,4 +39,5 @@ class SavedModelService:
         outputs = self._predict(
             **{self._input_name: self._tf.constant(instances, dtype=self._input_spec.dtype)}
         )
-        return next(iter(outputs.values())).numpy()
+        columns = [value.numpy().astype(np.float32).reshape(len(instances), -1) for value in outputs.values()]
+        return np.concatenate(columns, axis=1)

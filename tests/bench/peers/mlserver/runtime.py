@@ -26,8 +26,7 @@ class SavedModelRuntime(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         batch = NumpyCodec.decode_input(payload.inputs[0])
         outputs = self._predict(**{self._input_name: tf.constant(batch, dtype=self._input_spec.dtype)})
-        name, tensor = next(iter(outputs.items()))
         return InferenceResponse(
             model_name=self.name,
-            outputs=[NumpyCodec.encode_output(name, tensor.numpy())],
+            outputs=[NumpyCodec.encode_output(key, value.numpy()) for key, value in outputs.items()],
         )

@@ -30,4 +30,4 @@ def ping():
 def predict(name):
     instances = request.get_json()["instances"]
     outputs = predict_fn(**{input_name: tf.constant(instances, dtype=input_spec.dtype)})
-    return jsonify({"predictions": next(iter(outputs.values())).numpy().tolist()})
+    return jsonify({"predictions": {key: value.numpy().tolist() for key, value in outputs.items()}})
