@@ -34,6 +34,15 @@ unit: venv ## server unit tests only
 tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)
 	$(OPS).tools install
 
+chart-test: venv ## chart rendering tests only (bin/helm template; needs `make tools`)
+	$(PY) -m pytest tests/chart
+
+lint: venv ## chart README fresh, helm lint --strict (+ ci values), ct lint --all, yamllint, ruff
+	$(OPS).lint
+
+docs: venv ## regenerate chart/README.md (helm-docs) from values.yaml comments
+	$(OPS).chart_docs generate
+
 # Benchmarks (tests/bench): ours vs naive Flask, MLServer, BentoML and the no-model ceiling.
 BENCH := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.run
 
