@@ -139,19 +139,20 @@ def detail_table(model: str, load: dict) -> str:
     lines = [
         f"**{model}** — median of the runs (min-max):",
         "",
-        "| server | connections | throughput req/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | connections | throughput req/s | p50 ms | p99 ms | server CPU us/req | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ordered(list(load)):
         report = load[name]
         if "error" in report:
-            lines.append(f"| {name} | — | failed: {report['error'].splitlines()[0][:80]} | | | |")
+            lines.append(f"| {name} | - | failed: {report['error'].splitlines()[0][:80]} | | | | |")
             continue
         for c, point in report["points"].items():
             errors = point["errors"] + point["non_2xx"]
             lines.append(
                 f"| {name} | {c} | {spread(point['throughput_rps'])} | {fmt(point['p50_ms']['median'], 2)} "
-                f"| {spread(point['p99_ms'], 2)} | {errors} |"
+                f"| {spread(point['p99_ms'], 2)} | {fmt(point['server_cpu_us_per_request']['median'], 0)} "
+                f"| {errors} |"
             )
     return "\n".join(lines)
 

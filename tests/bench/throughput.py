@@ -37,7 +37,7 @@ class Running:
     request: Request
     body_file: Path
     url: str
-    results: dict[int, list[loadgen.LoadResult]] = field(default_factory=dict)
+    results: dict[int, list[dict]] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -96,31 +96,49 @@ class MemorySampler(threading.Thread):
         self.join()
 
 
-def describe(result: loadgen.LoadResult) -> str:
+def describe(record: dict) -> str:
     text = (
-        f"c={result.concurrency:<3d} {result.throughput_rps:9.1f} req/s  "
-        f"p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms"
+        f"c={record['concurrency']:<3d} {record['throughput_rps']:9.1f} req/s  "
+        f"p50 {record['p50_ms']:8.2f} ms  p99 {record['p99_ms']:8.2f} ms  "
+        f"server {record['server_cpu_fraction']:.2f} core {record['server_cpu_us_per_request']:7.1f} us/req  "
+        f"wrk {record['load_cpu_fraction']:.2f} core"
     )
-    if result.errors or result.non_2xx:
-        text += f"  errors {result.errors} non-2xx {result.non_2xx}"
+    if record["errors"] or record["non_2xx"]:
+        text += f"  errors {record['errors']} non-2xx {record['non_2xx']}"
     return text
 
 
-def summarize(results: list[loadgen.LoadResult]) -> dict:
+def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[loadgen.LoadResult, dict]:
+    """One wrk run, plus the CPU the server's process tree spent on it."""
+    tree = entry.process.tree()
+    cpu_before = procs.tree_cpu_seconds(tree)
+    result = loadgen.run(entry.url, entry.body_file, concurrency, duration_s)
+    cpu = procs.tree_cpu_seconds(tree) - cpu_before
+    record = result.to_dict() | {
+        "server_cpu_fraction": round(cpu / result.duration_s, 3),
+        "server_cpu_us_per_request": round(1e6 * cpu / max(result.requests, 1), 1),
+    }
+    return result, record
+
+
+def summarize(records: list[dict]) -> dict:
     """Median and min-max over the runs of one point."""
 
-    def stats(values: list[float]) -> dict:
+    def stats(key: str) -> dict:
+        values = [r[key] for r in records]
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
     return {
-        "throughput_rps": stats([r.throughput_rps for r in results]),
-        "p50_ms": stats([r.p50_ms for r in results]),
-        "p90_ms": stats([r.p90_ms for r in results]),
-        "p99_ms": stats([r.p99_ms for r in results]),
-        "errors": sum(r.errors for r in results),
-        "non_2xx": sum(r.non_2xx for r in results),
-        "load_cpu_fraction": stats([r.load_cpu_fraction for r in results]),
-        "runs": [r.to_dict() for r in results],
+        "throughput_rps": stats("throughput_rps"),
+        "p50_ms": stats("p50_ms"),
+        "p90_ms": stats("p90_ms"),
+        "p99_ms": stats("p99_ms"),
+        "errors": sum(r["errors"] for r in records),
+        "non_2xx": sum(r["non_2xx"] for r in records),
+        "load_cpu_fraction": stats("load_cpu_fraction"),
+        "server_cpu_fraction": stats("server_cpu_fraction"),
+        "server_cpu_us_per_request": stats("server_cpu_us_per_request"),
+        "runs": records,
     }
 
 
@@ -159,10 +177,10 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
             )
             for entry in order:
                 for concurrency in plan.concurrency:
-                    result = loadgen.run(entry.url, entry.body_file, concurrency, plan.duration_s)
-                    entry.results.setdefault(concurrency, []).append(result)
+                    _, record = measure_point(entry, concurrency, plan.duration_s)
+                    entry.results.setdefault(concurrency, []).append(record)
                     progress = f"{model.name} run {run_index + 1}/{plan.runs}"
-                    log(f"{progress} {entry.server.name:13s} {describe(result)}")
+                    log(f"{progress} {entry.server.name:13s} {describe(record)}")
         sampler.stop()
         for entry in running:
             tree = entry.process.tree()
