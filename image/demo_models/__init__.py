@@ -1,0 +1,1 @@
+"""Demo models built from code (nothing downloaded): `python -m demo_models.build --help`."""

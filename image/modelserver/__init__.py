@@ -1,0 +1,4 @@
+"""tf-model-server: a TensorFlow SavedModel server (TF Serving REST + Open Inference Protocol)."""
+
+__version__ = "0.1.0"
+SERVER_NAME = "tf-model-server"

@@ -1,0 +1,38 @@
+"""`python -m modelserver [flags]`: the container's entry point (see --help)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from modelserver.settings import SettingsError, load_settings
+
+# TensorFlow's C++ log level for each of ours (TF logs INFO lines about CPU features at import).
+TF_CPP_LEVELS = {"debug": "0", "info": "1", "warning": "2", "error": "3", "critical": "3"}
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_CPP_LEVELS[level])
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
+    except SettingsError as error:
+        print(f"python -m modelserver: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    from modelserver.lifecycle import flush_and_exit, run
+
+    logging.getLogger("modelserver").info("settings: %s", settings)
+    flush_and_exit(run(settings))
+
+
+if __name__ == "__main__":
+    main()

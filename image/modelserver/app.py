@@ -1,0 +1,173 @@
+"""The ASGI application: every part of the server wired together explicitly, in one place.
+
+Per request: route -> (POST) bounded body read -> handler under the request timeout ->
+JSON response with X-Model-Version / X-Served-By -> metrics. Errors of every kind end
+as `{"error": "..."}` with TF Serving's status mapping; nothing escapes to uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from modelserver import errors
+from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
+from modelserver.health import Health, ServerState
+from modelserver.inference import ModelService
+from modelserver.loader import load_all
+from modelserver.metrics import UNKNOWN_MODEL, Metrics
+from modelserver.protocols.tfserving import TFServingAPI
+from modelserver.protocols.v2 import V2API
+from modelserver.repository import ModelRegistry
+from modelserver.router import Route, Router, exact, regex
+from modelserver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TFSERVING = "tfserving"
+V2 = "v2"
+OTHER = "other"
+_V1_MODEL = r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_V2_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>\d+))?"
+
+
+def served_by() -> str:
+    """The pod name (Kubernetes downward API sets POD_NAME), else the host name."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+class ModelServerApp:
+    def __init__(self, settings: Settings, instance_name: str | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.registry = ModelRegistry(settings.model_names)
+        self.state = ServerState()
+        # One inference thread: TensorFlow parallelizes inside each call (intra-op threads).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-inference")
+        self.in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.service = ModelService(
+            settings, self.registry, self.metrics, self.executor, lambda: self.in_flight
+        )
+        self.health = Health(self.state, self.registry, self.metrics)
+        self.router = Router(self.routes())
+        self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
+        self.loader: asyncio.Task[None] | None = None
+        self.cancelled_requests = 0
+
+    def routes(self) -> list[Route]:
+        tfserving = TFServingAPI(self.service)
+        v2 = V2API(self.service)
+        routes = [
+            regex(_V1_MODEL, TFSERVING, {"GET": tfserving.status}),
+            regex(_V1_MODEL + "/metadata", TFSERVING, {"GET": tfserving.metadata}),
+            regex(_V1_MODEL + r":(?P<verb>predict|classify|regress)", TFSERVING, {"POST": tfserving.post}),
+            exact("/v2", V2, {"GET": v2.server_metadata}),
+            exact("/v2/health/live", V2, {"GET": self.health.live}),
+            exact("/v2/health/ready", V2, {"GET": self.health.ready}),
+            regex(_V2_MODEL, V2, {"GET": v2.model_metadata}),
+            regex(_V2_MODEL + "/ready", V2, {"GET": v2.model_ready}),
+            regex(_V2_MODEL + "/infer", V2, {"POST": v2.infer}),
+            exact("/metrics", OTHER, {"GET": self.metrics_endpoint}),
+        ]
+        if self.settings.fault_injection:
+            routes.append(exact("/debug/fault/liveness", OTHER, {"POST": self.health.inject_liveness_fault}))
+        return routes
+
+    async def metrics_endpoint(self, params: Mapping[str, str | None], body: bytes) -> Response:
+        self.health.is_ready()  # refresh the tfms_ready gauge
+        payload, content_type = self.metrics.exposition()
+        return Response(payload, content_type=content_type)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.loader = asyncio.get_running_loop().create_task(
+                    load_all(self.settings, self.registry, self.service, self.metrics, self.executor)
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self) -> None:
+        if self.loader is not None and not self.loader.done():
+            self.loader.cancel()
+        await self.service.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        protocol, model = OTHER, ""
+        self.in_flight += 1
+        response: Response | None = None
+        try:
+            try:
+                route, params = self.router.match(method, path)
+                protocol = route.protocol
+                requested = params.get("model")
+                if requested is not None:
+                    model = requested if requested in self.registry.names else UNKNOWN_MODEL
+                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                    body = (
+                        await read_body(scope, receive, self.settings.max_body_bytes)
+                        if method == "POST"
+                        else b""
+                    )
+                    response = await route.handlers[method](params, body)
+            except errors.ServingError as error:
+                response = self.error_response(error)
+            except TimeoutError:
+                response = self.error_response(
+                    errors.deadline_exceeded(
+                        f"Request not answered within {self.settings.request_timeout_seconds:g}s "
+                        "(TFMS_REQUEST_TIMEOUT_SECONDS)"
+                    )
+                )
+            except asyncio.CancelledError:
+                self.cancelled_requests += 1
+                raise
+            except Exception as error:
+                log.exception("unhandled error for %s %s", method, path)
+                response = self.error_response(
+                    errors.internal(f"Internal error: {type(error).__name__}: {error}")
+                )
+            await send_response(send, response, self.response_headers(response))
+        finally:
+            self.in_flight -= 1
+            if response is not None:
+                version = response.model_version or ""
+                self.metrics.requests.labels(protocol, model, version, str(response.status)).inc()
+                self.metrics.latency.labels(protocol, model, version).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def error_response(error: errors.ServingError) -> Response:
+        return Response(
+            error.body(), status=error.status, model_version=error.model_version, headers=list(error.headers)
+        )
+
+    def response_headers(self, response: Response) -> list[tuple[bytes, bytes]]:
+        headers = [self.served_by]
+        if response.model_version is not None:
+            headers.append((b"x-model-version", response.model_version.encode()))
+        if self.state.draining and not any(name == b"connection" for name, _ in response.headers):
+            # Make keep-alive clients reconnect (to a pod that is not going away) after this response.
+            headers.append((b"connection", b"close"))
+        return headers

@@ -1,0 +1,53 @@
+"""A small router over raw paths: exact paths by dict lookup, the rest by a few regexes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from modelserver import errors
+from modelserver.asgi import Response
+
+Params = Mapping[str, str | None]
+Handler = Callable[[Params, bytes], Awaitable[Response]]
+NO_PARAMS: Params = {}
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # an exact path, or a regex when `pattern` is set
+    protocol: str
+    handlers: Mapping[str, Handler]  # HTTP method -> handler
+    pattern: re.Pattern[str] | None = None
+
+
+def exact(path: str, protocol: str, handlers: Mapping[str, Handler]) -> Route:
+    return Route(path, protocol, handlers)
+
+
+def regex(pattern: str, protocol: str, handlers: Mapping[str, Handler]) -> Route:
+    return Route(pattern, protocol, handlers, re.compile(pattern))
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self.exact = {route.path: route for route in routes if route.pattern is None}
+        self.patterns = [route for route in routes if route.pattern is not None]
+
+    def match(self, method: str, path: str) -> tuple[Route, Params]:
+        """The route for `path` and its parameters; 404 when none, 405 when the method is wrong."""
+        route = self.exact.get(path)
+        params = NO_PARAMS
+        if route is None:
+            for candidate in self.patterns:
+                assert candidate.pattern is not None
+                found = candidate.pattern.fullmatch(path)
+                if found is not None:
+                    route, params = candidate, found.groupdict()
+                    break
+        if route is None:
+            raise errors.not_found(f"Not found: {method} {path}")
+        if method not in route.handlers:
+            raise errors.method_not_allowed(method, path, list(route.handlers))
+        return route, params

@@ -1,0 +1,292 @@
+"""The server's configuration: one typed, frozen object, read once at start.
+
+Every setting has an environment variable (``TFMS_*``, what the Helm chart sets) and a
+command-line flag; a flag wins over the environment, the environment over the default.
+``python -m modelserver --help`` prints the table below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8501
+    model_base_path: Path = Path("/models")
+    model_names: tuple[str, ...] = ("anomaly",)
+    model_version: int | None = None
+    batch_enabled: bool = True
+    batch_max_size: int = 32
+    batch_max_wait_ms: float = 2.0
+    batch_queue_size: int = 1024
+    drain_delay_seconds: float = 5.0
+    drain_timeout_seconds: float = 20.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    request_timeout_seconds: float = 30.0
+    log_level: str = "info"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    fault_injection: bool = False
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used; the message names the env var and the flag."""
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if "/" in name or ":" in name or name.startswith("."):
+            raise ValueError(f"model name {name!r} may not contain '/' or ':' or start with '.'")
+    return names
+
+
+def parse_version(text: str) -> int | None:
+    if not text.strip():
+        return None
+    version = int(text)
+    if version < 0:
+        raise ValueError("a model version is a non-negative integer")
+    return version
+
+
+def positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_positive(text: str) -> Any:
+        value = parse(text)
+        if value <= 0:
+            raise ValueError(f"must be greater than 0, got {text!r}")
+        return value
+
+    return parse_positive
+
+
+def non_negative(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_non_negative(text: str) -> Any:
+        value = parse(text)
+        if value < 0:
+            raise ValueError(f"must be 0 or more, got {text!r}")
+        return value
+
+    return parse_non_negative
+
+
+def parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"a TCP port is 1..65535, got {text!r}")
+    return port
+
+
+def parse_log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return level
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one Settings field is spelled on the command line and in the environment."""
+
+    field: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    default_text: str
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "TFMS_HOST", "--host", str, "0.0.0.0", "address to listen on"),
+    Option("port", "TFMS_PORT", "--port", parse_port, "8501", "HTTP port for both APIs, health and /metrics"),
+    Option(
+        "model_base_path",
+        "TFMS_MODEL_BASE_PATH",
+        "--model-base-path",
+        Path,
+        "/models",
+        "model repository root, TF Serving layout: <base>/<name>/<version>/saved_model.pb",
+    ),
+    Option(
+        "model_names",
+        "TFMS_MODEL_NAME",
+        "--model-name",
+        parse_names,
+        "anomaly",
+        "model(s) to serve, comma-separated; each must load before the server is ready",
+    ),
+    Option(
+        "model_version",
+        "TFMS_MODEL_VERSION",
+        "--model-version",
+        parse_version,
+        "(empty)",
+        "version to serve for every model; empty = the newest version found",
+    ),
+    Option(
+        "batch_enabled",
+        "TFMS_BATCH_ENABLED",
+        "--batch-enabled",
+        parse_bool,
+        "true",
+        "adaptive batching; false = one TensorFlow call per request",
+    ),
+    Option(
+        "batch_max_size",
+        "TFMS_BATCH_MAX_SIZE",
+        "--batch-max-size",
+        positive(int),
+        "32",
+        "most rows (instances) one TensorFlow call may take",
+    ),
+    Option(
+        "batch_max_wait_ms",
+        "TFMS_BATCH_MAX_WAIT_MS",
+        "--batch-max-wait-ms",
+        non_negative(float),
+        "2",
+        "longest a request waits for others to share its batch (ms)",
+    ),
+    Option(
+        "batch_queue_size",
+        "TFMS_BATCH_QUEUE_SIZE",
+        "--batch-queue-size",
+        positive(int),
+        "1024",
+        "requests waiting per model signature; beyond it requests get 429",
+    ),
+    Option(
+        "drain_delay_seconds",
+        "TFMS_DRAIN_DELAY_SECONDS",
+        "--drain-delay-seconds",
+        non_negative(float),
+        "5",
+        "after SIGTERM: seconds to keep serving (readiness 503) before refusing new connections",
+    ),
+    Option(
+        "drain_timeout_seconds",
+        "TFMS_DRAIN_TIMEOUT_SECONDS",
+        "--drain-timeout-seconds",
+        positive(float),
+        "20",
+        "after SIGTERM: the process exits within this many seconds",
+    ),
+    Option(
+        "max_body_bytes",
+        "TFMS_MAX_BODY_BYTES",
+        "--max-body-bytes",
+        positive(int),
+        "8388608",
+        "largest request body; larger gets 413 (checked while the body streams in)",
+    ),
+    Option(
+        "request_timeout_seconds",
+        "TFMS_REQUEST_TIMEOUT_SECONDS",
+        "--request-timeout-seconds",
+        positive(float),
+        "30",
+        "a request not answered within this gets 504",
+    ),
+    Option("log_level", "TFMS_LOG_LEVEL", "--log-level", parse_log_level, "info", ", ".join(LOG_LEVELS)),
+    Option(
+        "intra_op_threads",
+        "TFMS_INTRA_OP_THREADS",
+        "--intra-op-threads",
+        non_negative(int),
+        "0",
+        "TensorFlow threads inside one op; 0 = from the container's CPU quota (cgroup v1/v2)",
+    ),
+    Option(
+        "inter_op_threads",
+        "TFMS_INTER_OP_THREADS",
+        "--inter-op-threads",
+        non_negative(int),
+        "0",
+        "TensorFlow ops run in parallel; 0 = auto (min(2, intra-op threads))",
+    ),
+    Option(
+        "fault_injection",
+        "TFMS_FAULT_INJECTION",
+        "--fault-injection",
+        parse_bool,
+        "false",
+        "tests only: enables POST /debug/fault/liveness (liveness answers 503 afterwards)",
+    ),
+)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelserver",
+        description="TensorFlow SavedModel server: TF Serving REST API and Open Inference Protocol (V2) "
+        "on one port. Each flag has an environment variable; a flag wins over the environment.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for option in OPTIONS:
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar=option.env,
+            default=None,
+            help=f"{option.help} (env {option.env}, default {option.default_text})",
+        )
+    return parser
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Flags over environment over defaults; raises SettingsError naming the bad setting."""
+    flags = vars(argument_parser().parse_args(list(argv)))
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = flags[option.field]
+        source = option.flag
+        if raw is None:
+            raw = environ.get(option.env)
+            source = option.env
+        if raw is None:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as error:
+            raise SettingsError(f"{source}={raw!r}: {error}") from None
+    settings = Settings(**values)
+    if settings.drain_delay_seconds >= settings.drain_timeout_seconds:
+        raise SettingsError(
+            f"TFMS_DRAIN_DELAY_SECONDS ({settings.drain_delay_seconds:g}) must be less than "
+            f"TFMS_DRAIN_TIMEOUT_SECONDS ({settings.drain_timeout_seconds:g}): "
+            "in-flight requests need time to finish"
+        )
+    return settings
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from OPTIONS."""
+    rows = ["| Env var | Flag | Default | Meaning |", "|---|---|---|---|"]
+    rows += [f"| `{o.env}` | `{o.flag}` | `{o.default_text}` | {o.help} |" for o in OPTIONS]
+    return "\n".join(rows)
+
+
+def settings_fields() -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(Settings))
+
+
+if __name__ == "__main__":
+    print(markdown_table())
