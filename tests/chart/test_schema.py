@@ -127,3 +127,11 @@ def test_free_form_maps_stay_open():
 @pytest.mark.parametrize("values_file", [*CI_VALUES, *RENDER_ONLY_VALUES], ids=lambda p: p.name)
 def test_every_scenario_file_satisfies_the_schema(values_file):
     assert template(files=[values_file]).has("Deployment")
+
+
+def test_model_url_must_be_a_url_the_fetcher_speaks():
+    message = template_error({"model": {"source": "url", "url": {"address": "s3://bucket/models.tar.gz"}}})
+    assert "model.url.address: Does not match pattern" in message
+    assert template({"model": {"source": "url", "url": {"address": "file:///mnt/models.tar.gz"}}}).has(
+        "Deployment"
+    )
