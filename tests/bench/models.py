@@ -1,14 +1,15 @@
 """The SavedModels every server is benchmarked on, and the one request built from each.
 
-Models come from the project's model repository (``make models`` writes
-``build/models/<name>/<version>/``). Their serving signature is read once in a
-subprocess (TensorFlow stays out of the harness process, which shares the load
-generator's core).
+Models come from the project's model repository, ``build/models/<name>/<version>/``,
+written by the server's own demo-model builder (a no-op when its stamp is current).
+Their serving signature is read once in a subprocess (TensorFlow stays out of the
+harness process, which shares the load generator's core).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -75,6 +76,14 @@ class Model:
 
 def v2_datatype(dtype: str) -> str:
     return {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}[dtype]
+
+
+def build_demo_models(base: Path, python: Path) -> None:
+    """Run the project's demo-model builder (``python -m demo_models.build``) into base."""
+    command = ["taskset", "-c", str(LOAD_GENERATOR_CPU), str(python), "-m", "demo_models.build"]
+    command += ["--out", str(base)]
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT / "image")}
+    subprocess.run(command, env=env, check=True, timeout=600)
 
 
 def newest_version(model_dir: Path) -> Path:

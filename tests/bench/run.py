@@ -23,7 +23,7 @@ from pathlib import Path
 from ops.paths import REPORTS_DIR
 
 from bench import coldstart, loadgen, procs, report, servers, throughput
-from bench.models import DEFAULT_MODEL_BASE, load_model
+from bench.models import DEFAULT_MODEL_BASE, build_demo_models, load_model
 from bench.venvs import PROJECT_VENV
 
 PUBLISH_DIR = Path(__file__).resolve().parent / "results"
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     for server in chosen:
         server.prepare()
     python = PROJECT_VENV / "bin" / "python"
+    if args.model_base == DEFAULT_MODEL_BASE:
+        build_demo_models(args.model_base, python)
     models = [load_model(args.model_base, name, python) for name in args.models.split(",") if name]
     results: dict = {
         "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
