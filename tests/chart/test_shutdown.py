@@ -40,3 +40,14 @@ def test_prestop_uses_the_kubelets_native_sleep():
 def test_drain_delay_must_be_shorter_than_the_timeout():
     message = template_error({"server": {"drain": {"delaySeconds": 20, "timeoutSeconds": 20}}})
     assert "server.drain.delaySeconds (20) must be less than server.drain.timeoutSeconds (20)" in message
+
+
+def test_prestop_sleep_is_refused_before_kubernetes_1_30():
+    values = {"termination": {"preStopSleepSeconds": 3}}
+    message = template_error(values, args=["--kube-version", "1.29.4"])
+    assert "termination.preStopSleepSeconds needs Kubernetes 1.30+" in message
+    assert template(values, args=["--kube-version", "1.30.0"]).server_container["lifecycle"]
+
+
+def test_without_prestop_sleep_older_clusters_are_fine():
+    assert template(args=["--kube-version", "1.25.0"]).has("Deployment")
