@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chart.render import CI_VALUES, RENDER_ONLY_VALUES, template, template_error
+from chart.render import CHART_DIR, CI_VALUES, RENDER_ONLY_VALUES, template, template_error
 
 
 def test_top_level_typo_is_refused_by_name():
@@ -135,3 +135,16 @@ def test_model_url_must_be_a_url_the_fetcher_speaks():
     assert template({"model": {"source": "url", "url": {"address": "file:///mnt/models.tar.gz"}}}).has(
         "Deployment"
     )
+
+
+E2E_VALUES = sorted((CHART_DIR.parent / "tests" / "e2e" / "values").glob("*.yaml"))
+
+
+def test_the_e2e_values_are_where_this_module_looks():
+    assert any(path.name == "base.yaml" for path in E2E_VALUES)
+
+
+@pytest.mark.parametrize("values_file", E2E_VALUES, ids=lambda p: p.name)
+def test_the_e2e_suites_values_satisfy_the_schema(values_file):
+    base = values_file.parent / "base.yaml"
+    assert template(files=[base, values_file]).has("Deployment")
