@@ -29,6 +29,19 @@ test: venv ## fast suites, no cluster: server unit tests + chart rendering tests
 unit: venv ## server unit tests only
 	$(PY) -m pytest tests/unit
 
+# The server (image/): demo models, a local server, the image (ops.image; `load` is the cluster's).
+models: venv ## demo models (anomaly v1+v2, heavy) built from code into build/models
+	$(PY) -m demo_models.build --out $(CURDIR)/build/models --versions 1 2
+
+serve: models ## the server on 127.0.0.1:8501 with the demo models (Ctrl-C stops it)
+	TFMS_HOST=127.0.0.1 TFMS_MODEL_BASE_PATH=$(CURDIR)/build/models TFMS_MODEL_NAME=anomaly,heavy $(PY) -m modelserver
+
+image: venv ## images tf-model-server:{0.1.0,v1,v2} (offline debootstrap base when python:3.11-slim can't be pulled)
+	$(OPS).image build
+
+image-startup: venv ## container start -> ready vs `import tensorflow` + model load (median of 3)
+	$(OPS).image startup-time
+
 # Chart tooling (ops.tools: helm, ct + etc/ + yamllint/yamale, kind, helm-docs). Other tools
 # append their own installer line to this recipe.
 tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import Executor
 from pathlib import Path
 
+from modelserver import PROCESS_STARTED
 from modelserver.cpu import ThreadCounts, detect_thread_counts
 from modelserver.inference import ModelService
 from modelserver.metrics import Metrics
@@ -71,4 +73,8 @@ async def load_all(
             ", ".join(sorted(model.signatures)),
         )
     if registry.all_ready():
-        log.info("all models ready: %s", ", ".join(registry.names))
+        log.info(
+            "all models ready %.2fs after start: %s",
+            time.monotonic() - PROCESS_STARTED,
+            ", ".join(registry.names),
+        )
