@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
         bench bench-smoke docs
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 venv: ## Python env (cached outside the clone, linked at .venv)
 	@PYTHONPATH=$(CURDIR)/scripts $(PYTHON) -m ops.venv
@@ -64,3 +64,7 @@ bench: venv ## side-by-side benchmark (~30 min): table, reports/bench/*.json + P
 
 bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
 	$(BENCH) --smoke $(BENCH_ARGS)
+
+# End-to-end suites (tests/e2e) on a real cluster: upgrade, healing, scaling, disruption.
+e2e: venv ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
+	$(PY) -m pytest tests/e2e --cluster $(CLUSTER) $(PYTEST_ARGS)
