@@ -1,9 +1,10 @@
 """The server image: pick (or build offline) a base, build the tags, verify and time them.
 
 Subcommands (``python -m ops.image <command> --help``):
-  build         base image + tf-model-server:{0.1.0,v1,v2}, then a secret scan
+  build         base image + tf-model-server:{0.1.0,v1,v2}, then verify + check
   base          only choose/build the base image and print its name
   verify        scan an image for the build machine's CA bundle (must be absent)
+  check         run each tag read-only as UID 10001; both APIs must answer a prediction
   startup-time  container start -> ready, next to `import tensorflow` + model load
 """
 
@@ -271,6 +272,62 @@ def verify_image(image: str) -> None:
     log(f"{image}: no copy of {CA_BUNDLE} in any file, layer history or env")
 
 
+# ---------------------------------------------------------------------------- run check
+
+CHECK_FLOW = [1.2, 20000.0, 2000.0, 30.0, 20.0, 1.0, 0.05, 0.0]
+
+
+def post_json(url: str, payload: dict[str, object]) -> tuple[dict[str, object], dict[str, str]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read()), {key.lower(): value for key, value in response.headers.items()}
+
+
+def check_image(image: str, expected_version: str) -> None:
+    """Run the image as the chart does (read-only root, non-root, /tmp only) and ask both APIs."""
+    port = free_port()
+    drain = ("-e", "TFMS_DRAIN_DELAY_SECONDS=1")
+    container = run(
+        ["docker", "run", "-d", *SECURE_RUN_FLAGS, *drain, *publish(port), image], capture_output=True
+    ).stdout.strip()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/v2/health/ready", READY_TIMEOUT_SECONDS)
+        rest, rest_headers = post_json(f"{base}/v1/models/anomaly:predict", {"instances": [CHECK_FLOW]})
+        v2, _ = post_json(
+            f"{base}/v2/models/anomaly/infer",
+            {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32", "data": CHECK_FLOW}]},
+        )
+        # SIGTERM to PID 1 (the server itself): it must drain and exit 0.
+        run(["docker", "stop", "-t", "30", container], capture_output=True)
+        exit_code = run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container], capture_output=True)
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    if exit_code.stdout.strip() != "0":
+        raise SystemExit(f"{image} exited {exit_code.stdout.strip()} on SIGTERM, expected 0")
+    version = rest_headers.get("x-model-version")
+    if version != expected_version or v2.get("model_version") != expected_version:
+        raise SystemExit(
+            f"{image} serves version {version}/{v2.get('model_version')}, expected {expected_version}"
+        )
+    if "predictions" not in rest or not v2.get("outputs"):
+        raise SystemExit(f"{image} answered unexpectedly: {rest} / {v2}")
+    log(
+        f"{image}: read-only root, UID 10001: :predict and /infer answer with version {expected_version} "
+        f"({rest}); SIGTERM -> exit 0"
+    )
+
+
+def check_images() -> None:
+    for variant in VARIANTS:
+        expected = variant.model_versions.split()[-1]
+        for tag in variant.tags:
+            with step(f"run check {tag}"):
+                check_image(tag, expected)
+
+
 # ---------------------------------------------------------------------------- startup time
 
 
@@ -383,12 +440,18 @@ def command_build(args: argparse.Namespace) -> None:
         log(f"{', '.join(variant.tags)}: {image_size_mb(variant.tags[0]):.0f} MB")
     if not args.skip_verify:
         verify_image(VARIANTS[0].tags[0])
+        check_images()
     log(f"all images built in {time.monotonic() - overall:.1f}s")
 
 
 def command_verify(args: argparse.Namespace) -> None:
     docker.ensure_daemon()
     verify_image(args.image)
+
+
+def command_check(args: argparse.Namespace) -> None:
+    docker.ensure_daemon()
+    check_images()
 
 
 def command_startup_time(args: argparse.Namespace) -> None:
@@ -414,7 +477,9 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--tf-package", default="", help="pip spec replacing the pinned tensorflow-cpu (GPU)")
     build.add_argument(
-        "--skip-verify", action="store_true", help="skip the CA-bundle scan of the built image"
+        "--skip-verify",
+        action="store_true",
+        help="skip the CA-bundle scan and the run check of the built images",
     )
 
     base = add("base", command_base, "choose or build the base image and print its name")
@@ -422,6 +487,8 @@ def parser() -> argparse.ArgumentParser:
 
     verify = add("verify", command_verify, "scan an image for the build machine's CA bundle")
     verify.add_argument("--image", default=f"{IMAGE_NAME}:{APP_VERSION}")
+
+    add("check", command_check, "run each tag read-only as UID 10001 and ask both APIs for a prediction")
 
     timing = add("startup-time", command_startup_time, "median container start -> ready next to the TF floor")
     timing.add_argument("--image", default=f"{IMAGE_NAME}:{APP_VERSION}")
