@@ -80,7 +80,6 @@ class ModelServerApp:
         return routes
 
     async def metrics_endpoint(self, params: Mapping[str, str | None], body: bytes) -> Response:
-        self.health.is_ready()  # refresh the tfms_ready gauge
         payload, content_type = self.metrics.exposition()
         return Response(payload, content_type=content_type)
 

@@ -20,21 +20,16 @@ from modelserver.repository import ModelRegistry
 class ServerState:
     draining: bool = False
     liveness_fault: bool = False
-    has_been_ready: bool = False
 
 
 class Health:
     def __init__(self, state: ServerState, registry: ModelRegistry, metrics: Metrics) -> None:
         self.state = state
         self.registry = registry
-        self.metrics = metrics
+        metrics.ready.set_function(lambda: 1.0 if self.is_ready() else 0.0)
 
     def is_ready(self) -> bool:
-        ready = not self.state.draining and self.registry.all_ready()
-        if ready:
-            self.state.has_been_ready = True
-        self.metrics.ready.set(1 if ready else 0)
-        return ready
+        return not self.state.draining and self.registry.all_ready()
 
     async def live(self, params: Mapping[str, str | None], body: bytes) -> Response:
         if self.state.liveness_fault:
