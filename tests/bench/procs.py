@@ -212,3 +212,13 @@ def tree_cpu_seconds(pids: Sequence[int]) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / CLOCK_TICKS
+
+
+def cpu_busy_seconds(cpu: int) -> float:
+    """Time one core spent busy (any process, kernel included) since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{cpu} "):
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line.split()[1:9])
+                return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    raise RuntimeError(f"/proc/stat has no cpu{cpu}")

@@ -139,20 +139,21 @@ def detail_table(model: str, load: dict) -> str:
     lines = [
         f"**{model}** — median of the runs (min-max):",
         "",
-        "| server | connections | throughput req/s | p50 ms | p99 ms | server CPU us/req | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | connections | throughput req/s | p50 ms | p99 ms | server CPU us/req "
+        "| others on core | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ordered(list(load)):
         report = load[name]
         if "error" in report:
-            lines.append(f"| {name} | - | failed: {report['error'].splitlines()[0][:80]} | | | | |")
+            lines.append(f"| {name} | - | failed: {report['error'].splitlines()[0][:80]} | | | | | |")
             continue
         for c, point in report["points"].items():
             errors = point["errors"] + point["non_2xx"]
             lines.append(
                 f"| {name} | {c} | {spread(point['throughput_rps'])} | {fmt(point['p50_ms']['median'], 2)} "
                 f"| {spread(point['p99_ms'], 2)} | {fmt(point['server_cpu_us_per_request']['median'], 0)} "
-                f"| {errors} |"
+                f"| {point['other_load_on_server_core']['median']:.0%} | {errors} |"
             )
     return "\n".join(lines)
 
@@ -232,11 +233,33 @@ def requests_table(requests: dict) -> str:
     return "\n".join(lines)
 
 
+def noise_note(results: dict) -> str:
+    """How much other processes used the server's core while it was measured."""
+    shares = [
+        run["other_load_on_server_core"]
+        for load in results["load"].values()
+        for report in load.values()
+        for point in report.get("points", {}).values()
+        for run in point["runs"]
+    ]
+    if not shares:
+        return ""
+    shares.sort()
+    return (
+        "Other processes on the server's core during the measured runs: "
+        f"median {shares[len(shares) // 2]:.0%}, max {shares[-1]:.0%} of the core."
+    )
+
+
 def markdown(results: dict) -> str:
     out = [f"Run {results['started']} on {results['machine']['summary']}.", ""]
     load_note = results.get("load_average")
     if load_note:
-        out += [f"Load average before the run: {load_note['before']}; after: {load_note['after']}.", ""]
+        out += [
+            f"Load average before the run: {load_note['before']}; after: {load_note['after']}. "
+            + noise_note(results),
+            "",
+        ]
     for model, load in results["load"].items():
         out += [summary_table(model, load, results["ratios"].get(model, {})), ""]
     if results.get("cold_start"):

@@ -101,7 +101,7 @@ def describe(record: dict) -> str:
         f"c={record['concurrency']:<3d} {record['throughput_rps']:9.1f} req/s  "
         f"p50 {record['p50_ms']:8.2f} ms  p99 {record['p99_ms']:8.2f} ms  "
         f"server {record['server_cpu_fraction']:.2f} core {record['server_cpu_us_per_request']:7.1f} us/req  "
-        f"wrk {record['load_cpu_fraction']:.2f} core"
+        f"wrk {record['load_cpu_fraction']:.2f} core  others {record['other_load_on_server_core']:.2f}"
     )
     if record["errors"] or record["non_2xx"]:
         text += f"  errors {record['errors']} non-2xx {record['non_2xx']}"
@@ -109,14 +109,21 @@ def describe(record: dict) -> str:
 
 
 def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[loadgen.LoadResult, dict]:
-    """One wrk run, plus the CPU the server's process tree spent on it."""
+    """One wrk run, plus the CPU the server's process tree spent on it.
+
+    Also what else ran on the server's core meanwhile (other processes on this shared
+    machine): the core's busy time minus the server's own.
+    """
     tree = entry.process.tree()
     cpu_before = procs.tree_cpu_seconds(tree)
+    core_before = procs.cpu_busy_seconds(procs.SERVER_CPU)
     result = loadgen.run(entry.url, entry.body_file, concurrency, duration_s)
     cpu = procs.tree_cpu_seconds(tree) - cpu_before
+    foreign = procs.cpu_busy_seconds(procs.SERVER_CPU) - core_before - cpu
     record = result.to_dict() | {
         "server_cpu_fraction": round(cpu / result.duration_s, 3),
         "server_cpu_us_per_request": round(1e6 * cpu / max(result.requests, 1), 1),
+        "other_load_on_server_core": round(max(foreign, 0.0) / result.duration_s, 3),
     }
     return result, record
 
@@ -138,6 +145,7 @@ def summarize(records: list[dict]) -> dict:
         "load_cpu_fraction": stats("load_cpu_fraction"),
         "server_cpu_fraction": stats("server_cpu_fraction"),
         "server_cpu_us_per_request": stats("server_cpu_us_per_request"),
+        "other_load_on_server_core": stats("other_load_on_server_core"),
         "runs": records,
     }
 
