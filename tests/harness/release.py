@@ -1,7 +1,8 @@
 """A Helm release of the chart under test, in its own Pod-Security-restricted namespace.
 
-A thin layer over `ops.release` (the one implementation of helm install/upgrade/
-rollback/uninstall that `make up` uses too): it keeps the values stack of the release
+A thin layer over `ops.release.Release` (the one implementation of helm install/
+upgrade/rollback/uninstall and of the restricted namespace, which `make up` uses too):
+it keeps the values stack of the release
 (base values, suite values, then any extra files the run adds, e.g. the deliberately
 unsafe rollout), remembers what each revision was deployed with, and finds the
 release's Deployment, Service and pods through the chart's selector labels.
@@ -34,6 +35,9 @@ class Deployed:
         return dict(self.set_values).get(key)
 
 
+E2E_NAMESPACE_LABELS = {**ops_release.RESTRICTED_LABELS, "app.kubernetes.io/part-of": "tf-model-server-e2e"}
+
+
 @dataclass
 class Release:
     name: str
@@ -46,6 +50,12 @@ class Release:
     extra_values: tuple[Path, ...] = ()
     revisions: list[Deployed] = field(default_factory=list)
     timeout_s: int = 240
+
+    @property
+    def helm(self) -> ops_release.Release:
+        return ops_release.Release(
+            self.name, self.namespace, self.kubeconfig, namespace_labels=E2E_NAMESPACE_LABELS
+        )
 
     # -- helm ------------------------------------------------------------------------
 
@@ -65,15 +75,7 @@ class Release:
     ) -> None:
         sets = self._sets(image_tag, settings or {})
         stack = self._values_stack(files)
-        ops_release.install(
-            self.name,
-            namespace=self.namespace,
-            values_files=stack,
-            set_values=sets,
-            kubeconfig=self.kubeconfig,
-            wait=True,
-            timeout_s=self.timeout_s,
-        )
+        self.helm.install(stack, sets, wait=True, timeout=f"{self.timeout_s}s")
         self._remember(stack, sets)
 
     def upgrade(
@@ -88,15 +90,7 @@ class Release:
         sets = self._sets(image_tag, settings or {})
         stack = self._values_stack(files)
         try:
-            ops_release.upgrade(
-                self.name,
-                namespace=self.namespace,
-                values_files=stack,
-                set_values=sets,
-                kubeconfig=self.kubeconfig,
-                wait=wait,
-                timeout_s=timeout_s or self.timeout_s,
-            )
+            self.helm.upgrade(stack, sets, wait=wait, timeout=f"{timeout_s or self.timeout_s}s")
         finally:
             # helm records the revision even when --wait times out (status "failed").
             self._remember(stack, sets)
@@ -104,14 +98,7 @@ class Release:
     def rollback(self, revision: int | None = None) -> Deployed:
         """helm rollback (to the previous revision by default); returns what is deployed now."""
         target = revision if revision is not None else self.revisions[-2].revision
-        ops_release.rollback(
-            self.name,
-            namespace=self.namespace,
-            revision=target,
-            kubeconfig=self.kubeconfig,
-            wait=True,
-            timeout_s=self.timeout_s,
-        )
+        self.helm.rollback(target, wait=True, timeout=f"{self.timeout_s}s")
         restored = next(r for r in self.revisions if r.revision == target)
         self.revisions.append(
             Deployed(self.revisions[-1].revision + 1, restored.values_files, restored.set_values)
@@ -119,7 +106,11 @@ class Release:
         return self.revisions[-1]
 
     def uninstall(self) -> None:
-        ops_release.uninstall(self.name, namespace=self.namespace, kubeconfig=self.kubeconfig)
+        """Uninstall without waiting for the pods' drain (the namespace goes next anyway)."""
+        self.helm.uninstall(wait=False)
+
+    def delete_namespace(self) -> None:
+        self.helm.delete_namespace(wait=False)
 
     def _remember(self, stack: Sequence[Path], sets: Mapping[str, str]) -> None:
         revision = self.revisions[-1].revision + 1 if self.revisions else 1
@@ -205,14 +196,3 @@ def predict_body(metadata: Mapping[str, object], rows: int = 1) -> bytes:
         return [zeros(dims[1:]) for _ in range(dims[0])] if dims else 0.5
 
     return json.dumps({"instances": [zeros(instance_shape) for _ in range(rows)]}).encode()
-
-
-def create_namespace(core: client.CoreV1Api, name: str) -> None:
-    """A namespace that enforces the Pod Security "restricted" level (as users' clusters may)."""
-    labels = {
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": "restricted",
-        "app.kubernetes.io/part-of": "tf-model-server-e2e",
-    }
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))

@@ -1,6 +1,6 @@
 """Per-test record on disk: `<dir>/<test>.json` (every request, every cluster change) and a PNG timeline.
 
-The PNG has four panels on one time axis (seconds since the test's load started):
+The PNG has four panels on one time axis (seconds since the test started):
 requests/s with failed requests/s, p50/p99 latency per second, ready and desired
 replicas, and responses per second by model version. Vertical lines mark the test's
 phases (for example "helm upgrade", "rollout complete").
@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt
 from harness import slo
 from harness.cluster_events import ClusterEvent
 from harness.prober import RequestRecord
+
+MARK_LABEL_CHARS = 34
 
 
 @dataclass(frozen=True)
@@ -190,20 +192,26 @@ def plot_timeline(record: TestRecord, path: Path) -> None:
         versions.stackplot(series.seconds, *series.by_version.values(), labels=labels, step="post")
         versions.legend(loc="upper right", fontsize=8)
     versions.set_ylabel("responses/s by version")
-    versions.set_xlabel("seconds since load started")
+    versions.set_xlabel(
+        "seconds since the test started (dotted lines: the test's steps, full labels in the JSON)"
+    )
 
     for mark in record.marks:
         offset = mark.at - origin
         for axis in axes:
             axis.axvline(offset, color="black", linestyle=":", linewidth=0.8)
+        label = (
+            mark.label if len(mark.label) <= MARK_LABEL_CHARS else mark.label[: MARK_LABEL_CHARS - 1] + "…"
+        )
         load.annotate(
-            mark.label,
-            (offset, 1.0),
+            label,
+            (offset, 0.97),
             xycoords=("data", "axes fraction"),
             rotation=90,
             fontsize=7,
             va="top",
             ha="right",
+            annotation_clip=True,
         )
     figure.savefig(path, dpi=80)
     plt.close(figure)

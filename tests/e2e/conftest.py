@@ -1,0 +1,271 @@
+"""Fixtures for the e2e suites: the cluster (whichever provider), releases, and per-test scenarios.
+
+The suites never know the provider: they get `deploy(...)`, which installs (or reuses) a
+release of the chart in a namespace of its own and returns a Scenario bound to it.
+Installs are reused within a run where the next test's semantics allow (same values,
+healthy); a release whose test failed is never reused and its namespace is kept for
+debugging (the failure says which). Options: `--cluster auto|kind|local|existing`,
+`--extra-values FILE` (or E2E_EXTRA_VALUES, os.pathsep-separated) added last to every
+helm install/upgrade, `--keep-namespaces`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from harness import providers
+from harness.prober import Target
+from harness.release import Release, predict_body
+from harness.scenario import Scenario
+from kubernetes import client, config
+from ops.paths import REPORTS_DIR
+
+VALUES_DIR = Path(__file__).parent / "values"
+BASE_VALUES = (VALUES_DIR / "base.yaml",)
+PREDICT_PATH = "/v1/models/anomaly:predict"
+RELEASE_NAME = "tfms"
+RUN_ID = f"{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
+
+phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+slo_lines = pytest.StashKey[list[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tf-model-server e2e")
+    group.addoption(
+        "--cluster",
+        default=os.environ.get("CLUSTER", "auto"),
+        choices=providers.CHOICES,
+        help="cluster provider (default: $CLUSTER or auto)",
+    )
+    group.addoption(
+        "--extra-values",
+        action="append",
+        default=[p for p in os.environ.get("E2E_EXTRA_VALUES", "").split(os.pathsep) if p],
+        help="values file added last to every helm install/upgrade (repeatable; env E2E_EXTRA_VALUES)",
+    )
+    group.addoption(
+        "--keep-namespaces", action="store_true", help="keep every test namespace, not only failed ones"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[slo_lines] = []
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(phase_reports, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(slo_lines, [])
+    if lines:
+        terminalreporter.section("SLO summary (one line per e2e test)")
+        for line in lines:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"reports: {REPORTS_DIR / 'e2e'}/<test>.json and .png")
+
+
+# -- cluster ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[providers.Cluster]:
+    with providers.provide(request.config.getoption("--cluster")) as provided:
+        yield provided
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: providers.Cluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def extra_values(request: pytest.FixtureRequest) -> tuple[Path, ...]:
+    files = tuple(Path(p).resolve() for p in request.config.getoption("--extra-values"))
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise pytest.UsageError(f"--extra-values file(s) not found: {', '.join(missing)}")
+    return files
+
+
+# -- releases -----------------------------------------------------------------------------
+
+
+@dataclass
+class PooledRelease:
+    release: Release
+    values: tuple[Path, ...]
+    failed_tests: list[str] = field(default_factory=list)
+
+
+class ReleasePool:
+    """Releases by key, each in its own namespace; reused while healthy and never failed."""
+
+    def __init__(
+        self,
+        cluster: providers.Cluster,
+        kube: client.ApiClient,
+        extra_values: tuple[Path, ...],
+        keep_all: bool,
+    ) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.extra_values = extra_values
+        self.keep_all = keep_all
+        self.core = client.CoreV1Api(kube)
+        self.pooled: dict[str, PooledRelease] = {}
+        self.retired: list[PooledRelease] = []
+        self._counter = 0
+
+    def reusable(self, key: str, values: tuple[Path, ...]) -> Release | None:
+        pooled = self.pooled.get(key)
+        if pooled is None or pooled.values != values or pooled.failed_tests:
+            return None
+        try:
+            pooled.release.wait_rolled_out(timeout_s=120)
+        except TimeoutError:
+            self.retire(key)
+            return None
+        return pooled.release
+
+    def new(self, key: str, values: tuple[Path, ...]) -> Release:
+        if key in self.pooled:
+            self.retire(key)
+        self._counter += 1
+        namespace = f"e2e-{key}-{RUN_ID}-{self._counter}"
+        release = Release(
+            name=RELEASE_NAME,
+            namespace=namespace,
+            kubeconfig=self.cluster.kubeconfig,
+            api_client=self.kube,
+            node_address=self.cluster.node_address,
+            node_port=self.cluster.free_node_port(self.core),
+            base_values=BASE_VALUES,
+            extra_values=self.extra_values,
+        )
+        release.helm.ensure_namespace()
+        self.pooled[key] = PooledRelease(release, values)
+        return release
+
+    def record_failure(self, release: Release, test: str) -> None:
+        for pooled in [*self.pooled.values(), *self.retired]:
+            if pooled.release is release:
+                pooled.failed_tests.append(test)
+
+    def retire(self, key: str) -> None:
+        pooled = self.pooled.pop(key)
+        self.retired.append(pooled)
+        self._clean(pooled)
+
+    def close(self) -> list[str]:
+        for key in list(self.pooled):
+            self.retire(key)
+        return [
+            f"kept namespace {p.release.namespace} for debugging (failed: {', '.join(p.failed_tests)})"
+            for p in self.retired
+            if p.failed_tests
+        ]
+
+    def _clean(self, pooled: PooledRelease) -> None:
+        if pooled.failed_tests or self.keep_all:
+            return
+        release = pooled.release
+        # Uninstall first so the Service (and its NodePort) is gone at once; the namespace
+        # finishes deleting in the background while the next test runs.
+        try:
+            release.uninstall()
+        finally:
+            release.delete_namespace()
+
+
+@pytest.fixture(scope="session")
+def release_pool(
+    request: pytest.FixtureRequest, cluster: providers.Cluster, kube: client.ApiClient, extra_values
+) -> Iterator[ReleasePool]:
+    pool = ReleasePool(cluster, kube, extra_values, request.config.getoption("--keep-namespaces"))
+    yield pool
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for line in pool.close():
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
+
+
+Deploy = Callable[..., Scenario]
+
+
+@pytest.fixture
+def deploy(
+    request: pytest.FixtureRequest, release_pool: ReleasePool, kube: client.ApiClient
+) -> Iterator[Deploy]:
+    """deploy(key, values, image_tag, settings, fresh) -> a started Scenario bound to a ready release."""
+    started: list[Scenario] = []
+
+    def _deploy(
+        key: str,
+        values: Sequence[str] = (),
+        image_tag: str = "v2",
+        settings: Mapping[str, object] | None = None,
+        fresh: bool = False,
+    ) -> Scenario:
+        files = tuple(VALUES_DIR / name for name in values)
+        release = None if fresh else release_pool.reusable(key, files)
+        scenario_needs_install = release is None
+        if release is None:
+            release = release_pool.new(key, files)
+        scenario = Scenario(
+            test_id=request.node.nodeid,
+            api_client=kube,
+            release=release,
+            target_factory=lambda: steady_target(release),
+            reports_dir=REPORTS_DIR / "e2e",
+        )
+        started.append(scenario.start())
+        if scenario_needs_install:
+            scenario.mark(f"helm install ({image_tag})")
+            release.install(files, image_tag=image_tag, settings=settings)
+            scenario.mark("installed")
+        return scenario
+
+    yield _deploy
+
+    phases = request.node.stash.get(phase_reports, {})
+    failed = any(report.failed for report in phases.values())
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for scenario in started:
+        line = scenario.finish("failed" if failed else "passed")
+        request.config.stash[slo_lines].append(line)
+        if failed:
+            release_pool.record_failure(scenario.release, request.node.nodeid)
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(line, bold=True)
+            if failed:
+                namespace = scenario.release.namespace
+                reporter.write_line(
+                    f"namespace {namespace} is kept for debugging: "
+                    f"kubectl --kubeconfig {release_pool.cluster.kubeconfig} -n {namespace} get all",
+                    red=True,
+                )
+
+
+_targets: dict[str, Target] = {}
+
+
+def steady_target(release: Release) -> Target:
+    """The standard predict request through the release's NodePort (body built from model metadata)."""
+    cached = _targets.get(release.namespace)
+    if cached is None:
+        body = predict_body(release.model_metadata())
+        cached = Target(release.node_address, release.node_port, PREDICT_PATH, body)
+        _targets[release.namespace] = cached
+    return cached
