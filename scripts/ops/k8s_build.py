@@ -8,10 +8,12 @@ carries is produced here and cached under ``<cache>/tools/<name>-<version>/``:
   else a wrapper Go module that pins k8s.io/kubernetes and replaces its staging modules.
   Versions are stamped via ldflags: kubeadm refuses unversioned control planes and helm's
   ``kubeVersion`` checks read the apiserver's version.
-* etcd, CoreDNS, metrics-server, crictl, and a pause binary, from the Go module proxy.
+* etcd, CoreDNS, metrics-server, crictl, local-path-provisioner (kind's default
+  StorageClass) and a pause binary, from the Go module proxy.
 * Component images under the names kubeadm v1.32 expects (``kubeadm config images
   list``), written as OCI archives: each static binary on an empty root; kube-proxy on a
-  small Debian root because it execs iptables/ip6tables/conntrack.
+  small Debian root because it execs iptables/ip6tables/conntrack (the same root, alone,
+  is local-path-provisioner's helper image: its helper pods run sh, mkdir and rm).
 
 ``python -m ops.k8s_build {kubectl,binaries,images,all}``.
 """
@@ -89,6 +91,8 @@ COREDNS_VERSION = "v1.11.3"
 METRICS_SERVER_VERSION = "v0.7.2"
 CRICTL_VERSION = "v1.34.0"  # v1.32.x is not on the module proxy; v1.34 speaks CRI v1 to containerd 1.6
 PAUSE_VERSION = "3.10"
+# kind's default StorageClass ("standard", rancher.io/local-path); kind v0.26 ships v0.0.30.
+LOCAL_PATH_VERSION = "v0.0.30"
 DEBIAN_SUITE = "bookworm"
 # Every binary is static: they run in empty images and on hosts without matching libcs.
 STATIC_ENV = {"CGO_ENABLED": "0"}
@@ -100,6 +104,9 @@ ETCD_IMAGE = f"{IMAGE_REPOSITORY}/etcd:{ETCD_VERSION.removeprefix('v')}-0"
 COREDNS_IMAGE = f"{IMAGE_REPOSITORY}/coredns/coredns:{COREDNS_VERSION}"
 PAUSE_IMAGE = f"{IMAGE_REPOSITORY}/pause:{PAUSE_VERSION}"
 METRICS_SERVER_IMAGE = f"{IMAGE_REPOSITORY}/metrics-server/metrics-server:{METRICS_SERVER_VERSION}"
+# Not kubeadm's: names of our own, never pulled (the local cluster imports them).
+LOCAL_PATH_IMAGE = f"tfms.local/local-path-provisioner:{LOCAL_PATH_VERSION}"
+LOCAL_PATH_HELPER_IMAGE = f"tfms.local/local-path-helper:{DEBIAN_SUITE}"  # sh, mkdir, rm for its helper pods
 
 # The pause container: PID 1 of every pod sandbox. Sleeps, reaps zombies, exits 0 on
 # SIGINT/SIGTERM (what build/pause/linux/pause.c does, in Go because Go is already here).
@@ -278,6 +285,17 @@ def ensure_metrics_server() -> Path:
     )
 
 
+def ensure_local_path_provisioner() -> Path:
+    stamp = f"-s -w -X main.VERSION={LOCAL_PATH_VERSION}"
+    return _go_install_tool(
+        "local-path-provisioner",
+        LOCAL_PATH_VERSION,
+        "github.com/rancher/local-path-provisioner",
+        "local-path-provisioner",
+        stamp,
+    )
+
+
 def ensure_pause() -> Path:
     directory = tool_dir("pause", PAUSE_VERSION)
     if not _binary_ready(directory, "pause"):
@@ -297,7 +315,14 @@ def ensure_pause() -> Path:
 
 
 def ensure_binaries() -> None:
-    for ensure in (ensure_pause, ensure_crictl, ensure_etcd, ensure_coredns, ensure_metrics_server):
+    for ensure in (
+        ensure_pause,
+        ensure_crictl,
+        ensure_etcd,
+        ensure_coredns,
+        ensure_metrics_server,
+        ensure_local_path_provisioner,
+    ):
         started = time.monotonic()
         path = ensure()
         log(f"{path.name}: {path} ({time.monotonic() - started:.0f}s)")
@@ -373,10 +398,10 @@ def debian_rootfs_layer(packages: Sequence[str]) -> Path:
 
 @dataclass(frozen=True)
 class ComponentImage:
-    """One image: name, the binary at its in-image path, and the command it starts with."""
+    """One image: name, the binary at its in-image path (if any), and the command it starts with."""
 
     name: str
-    binary: Path
+    binary: Path | None
     path_in_image: str
     entrypoint: tuple[str, ...]
     debian_base: bool = False
@@ -409,6 +434,13 @@ def component_images() -> list[ComponentImage]:
             "/metrics-server",
             ("/metrics-server",),
         ),
+        ComponentImage(
+            LOCAL_PATH_IMAGE,
+            tool_dir("local-path-provisioner", LOCAL_PATH_VERSION) / "bin/local-path-provisioner",
+            "/usr/local/bin/local-path-provisioner",
+            ("/usr/local/bin/local-path-provisioner",),
+        ),
+        ComponentImage(LOCAL_PATH_HELPER_IMAGE, None, "", ("/bin/sh",), debian_base=True),
     ]
 
 
@@ -417,14 +449,10 @@ def ensure_image(image: ComponentImage) -> Path:
     if dest.exists():
         return dest
     with tempfile.TemporaryDirectory(dir=images_dir()) as scratch:
-        binary_layer = oci.files_layer(
-            Path(scratch) / "binary.tar", {image.path_in_image: image.binary}, ("tmp",)
-        )
-        layers = (
-            [debian_rootfs_layer(KUBE_PROXY_BASE_PACKAGES), binary_layer]
-            if image.debian_base
-            else [binary_layer]
-        )
+        layers = [debian_rootfs_layer(KUBE_PROXY_BASE_PACKAGES)] if image.debian_base else []
+        if image.binary is not None:
+            files = {image.path_in_image: image.binary}
+            layers.append(oci.files_layer(Path(scratch) / "binary.tar", files, ("tmp",)))
         oci.write_archive(oci.ImageSpec(image.name, layers, entrypoint=image.entrypoint), dest)
     log(f"image {image.name}: {dest} ({dest.stat().st_size / 1e6:.0f} MB)")
     return dest

@@ -1,9 +1,10 @@
 """What a kind cluster has beyond `kubeadm init`: metrics-server, DNS tuned for this machine, storage.
 
 kubeadm's addon phase installs CoreDNS and kube-proxy; this adds metrics-server (the same
-pinned manifest the kind provider applies) and adjusts CoreDNS: one replica (one node, two
-cores) and no upstream forwarding: the cluster names resolve, nothing leaves the machine,
-and the host's resolver (possibly a loopback stub) can never make CoreDNS loop.
+pinned manifest the kind provider applies), kind's default StorageClass "standard"
+(local-path-provisioner, so PVCs bind as on kind), and adjusts CoreDNS: one replica (one
+node, two cores) and no upstream forwarding: cluster names resolve, nothing leaves the
+machine, and the host's resolver (possibly a loopback stub) can never make CoreDNS loop.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import re
 from pathlib import Path
 
 from ops import kube
+from ops.local_cluster import layout
 from ops.paths import REPO_ROOT
 
 MANIFESTS_DIR = REPO_ROOT / "scripts" / "manifests"
 METRICS_SERVER_MANIFEST = MANIFESTS_DIR / "metrics-server.yaml"
+LOCAL_PATH_MANIFEST = MANIFESTS_DIR / "local-path-storage.yaml"
 UPSTREAM_FORWARD = re.compile(r"\n[ \t]*forward \. /etc/resolv\.conf \{[^}]*\}")
 
 
@@ -40,6 +43,13 @@ def install_metrics_server(kubeconfig: Path) -> None:
     kube.apply_manifest(kubeconfig, METRICS_SERVER_MANIFEST)
 
 
+def install_storage(kubeconfig: Path) -> None:
+    layout.volumes_dir().mkdir(parents=True, exist_ok=True)
+    manifest = LOCAL_PATH_MANIFEST.read_text().replace("VOLUMES_DIR", str(layout.volumes_dir()))
+    kube.apply_manifest(kubeconfig, manifest)
+
+
 def install(kubeconfig: Path) -> None:
     configure_coredns(kubeconfig)
     install_metrics_server(kubeconfig)
+    install_storage(kubeconfig)

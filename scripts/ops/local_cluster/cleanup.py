@@ -219,7 +219,13 @@ def remove_files(report: Report) -> None:
     remove_paths(our_container_log_links(), report, "container log links removed")
     for directory in (layout.CNI_RESULT_CACHE, layout.CNI_RESULT_CACHE.parent, layout.CONTAINER_LOG_LINKS):
         remove_if_empty(directory)
-    node_state = [layout.STATE_DIR, layout.etcd_dir(), layout.pids_dir(), layout.kubeconfig()]
+    node_state = [
+        layout.STATE_DIR,
+        layout.etcd_dir(),
+        layout.volumes_dir(),
+        layout.pids_dir(),
+        layout.kubeconfig(),
+    ]
     if layout.OWNER_MARKER.exists():
         node_state += [layout.KUBELET_DIR, layout.KUBERNETES_DIR]
     remove_paths([p for p in node_state if p.exists() or p.is_symlink()], report, "state directories removed")

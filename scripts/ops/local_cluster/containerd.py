@@ -164,7 +164,7 @@ def import_stream(command: Sequence[str]) -> None:
     """Pipe an image archive producer (e.g. `docker save ...`) into `ctr images import`."""
     producer = subprocess.Popen(list(command), stdout=subprocess.PIPE)
     try:
-        ctr("images", "import", "--digests", "-", stdin=producer.stdout)
+        ctr("images", "import", "-", stdin=producer.stdout, capture_output=True)
     finally:
         if producer.stdout is not None:
             producer.stdout.close()

@@ -59,6 +59,11 @@ def etcd_dir() -> Path:
     return base_dir() / "etcd"
 
 
+def volumes_dir() -> Path:
+    """Where the local-path provisioner creates PersistentVolumes (deleted by cluster-down)."""
+    return base_dir() / "volumes"
+
+
 def run_dir() -> Path:
     return base_dir() / "run"
 

@@ -32,7 +32,12 @@ from ops.local_cluster import (
 APISERVER_TIMEOUT = 180
 READY_TIMEOUT = 180
 METRICS_TIMEOUT = 120
-SYSTEM_WORKLOADS = ("deployment/coredns", "deployment/metrics-server", "daemonset/kube-proxy")
+SYSTEM_WORKLOADS = (
+    "kube-system/deployment/coredns",
+    "kube-system/deployment/metrics-server",
+    "kube-system/daemonset/kube-proxy",
+    "local-path-storage/deployment/local-path-provisioner",
+)
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -106,13 +111,14 @@ def node_ready(config: Path) -> bool:
 
 def workloads_ready(config: Path) -> bool:
     for workload in SYSTEM_WORKLOADS:
+        namespace, kind, name = workload.split("/")
         status = kube.kubectl(
             config,
             "-n",
-            "kube-system",
+            namespace,
             "rollout",
             "status",
-            workload,
+            f"{kind}/{name}",
             "--timeout=1s",
             check=False,
             timeout=20,
@@ -240,9 +246,9 @@ def up() -> Path:
         kubeadm.finish_with_apiserver()
         shutil.copyfile(layout.ADMIN_CONF, kubeconfig())
         kubeconfig().chmod(0o600)
-    with steps.step("addons: metrics-server, CoreDNS settings"):
+    with steps.step("addons: metrics-server, StorageClass standard (local-path), CoreDNS settings"):
         addons.install(kubeconfig())
-    with steps.step("node Ready, CoreDNS, kube-proxy, metrics-server rolled out"):
+    with steps.step("node Ready; CoreDNS, kube-proxy, metrics-server, local-path rolled out"):
         wait(lambda: node_ready(kubeconfig()), READY_TIMEOUT, "node Ready")
         wait(lambda: workloads_ready(kubeconfig()), READY_TIMEOUT, "kube-system workloads ready")
     with steps.step("metrics API serving (kubectl top)"):
