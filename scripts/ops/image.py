@@ -6,6 +6,7 @@ Subcommands (``python -m ops.image <command> --help``):
   verify        scan an image for the build machine's CA bundle (must be absent)
   check         run each tag read-only as UID 10001; both APIs must answer a prediction
   startup-time  container start -> ready, next to `import tensorflow` + model load
+  load          into the cluster that is up: kind, or the local cluster's containerd (ops.image_load)
 """
 
 from __future__ import annotations
@@ -458,6 +459,12 @@ def command_startup_time(args: argparse.Namespace) -> None:
     startup_time(args.image, args.runs, args.port)
 
 
+def command_load(args: argparse.Namespace) -> None:
+    from ops import image_load  # the cluster side (kind / local containerd) lives there
+
+    image_load.load(args.images or image_load.IMAGES, args.provider)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="ops.image", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -494,6 +501,10 @@ def parser() -> argparse.ArgumentParser:
     timing.add_argument("--image", default=f"{IMAGE_NAME}:{APP_VERSION}")
     timing.add_argument("--runs", type=int, default=3)
     timing.add_argument("--port", type=int, default=0, help="host port on 127.0.0.1 (default: a free one)")
+
+    load = add("load", command_load, "load the images into the cluster that is up (kind or local)")
+    load.add_argument("images", nargs="*", help="default: tf-model-server:{0.1.0,v1,v2}")
+    load.add_argument("--provider", default="auto", help="auto: the cluster `make cluster-up` started")
     return root
 
 
