@@ -4,16 +4,17 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# kind (users' default), local (offline single-node cluster from upstream binaries),
-# or existing (whatever KUBECONFIG points at).
-CLUSTER ?= kind
+# auto: kind when it can run here (Docker answers and the pinned node image is present or
+# pullable), else local (offline single-node cluster from upstream binaries); or force
+# kind, local, or existing (whatever KUBECONFIG points at). See README "Clusters".
+CLUSTER ?= auto
 PYTHON ?= python3
 VENV := .venv
 PY := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image $(CURDIR)/$(VENV)/bin/python
 OPS := $(PY) -m ops
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help venv tools test unit chart-test lint serve image load up down \
+.PHONY: help venv tools test unit chart-test lint serve image load up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
         bench bench-smoke docs
 
@@ -46,6 +47,7 @@ image-startup: venv ## container start -> ready vs `import tensorflow` + model l
 # append their own installer line to this recipe.
 tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)
 	$(OPS).tools install
+	$(OPS).k8s_build kubectl
 
 chart-test: venv ## chart rendering tests only (bin/helm template; needs `make tools`)
 	$(PY) -m pytest tests/chart
@@ -68,3 +70,31 @@ bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceil
 # End-to-end suites (tests/e2e) on a real cluster: upgrade, healing, scaling, disruption.
 e2e: venv ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
 	$(PY) -m pytest tests/e2e --cluster $(CLUSTER) $(PYTEST_ARGS)
+
+# Clusters (ops.cluster; the local one is ops.local_cluster, built by ops.k8s_build).
+cluster-up: venv ## start the cluster (CLUSTER=auto|kind|local|existing); ends with `export KUBECONFIG=...`
+	$(OPS).cluster up --provider $(CLUSTER)
+
+cluster-down: venv ## delete the cluster; the local one leaves no process, mount, interface or rule behind
+	$(OPS).cluster down --provider $(CLUSTER)
+
+cluster-status: venv ## which cluster is up, its components, nodes and pods
+	$(OPS).cluster status --provider $(CLUSTER)
+
+kubeconfig: venv ## print the path of the running cluster's kubeconfig
+	@$(OPS).cluster kubeconfig --provider $(CLUSTER)
+
+k8s-build: venv ## Kubernetes, etcd, CoreDNS, metrics-server, crictl + component images for CLUSTER=local (cached)
+	$(OPS).k8s_build all
+
+load: venv ## load tf-model-server:{0.1.0,v1,v2} into the running cluster (kind, or local containerd)
+	$(OPS).image load --provider $(CLUSTER)
+
+up: venv ## cluster + image + load + helm install on NodePort 30080, then prints a curl that works
+	$(OPS).quickstart up --provider $(CLUSTER)
+
+down: venv ## undo `make up`: delete the cluster (CLUSTER=existing: only the release and its namespace)
+	$(OPS).quickstart down --provider $(CLUSTER)
+
+smoke: venv ## on the running cluster: chart defaults in a restricted namespace, helm test, DNS, NodePort prediction, ci/ dry-runs
+	$(OPS).smoke

@@ -68,10 +68,22 @@ def existing_kubeconfig() -> Path:
     return path
 
 
+def still_up(current: Current) -> bool:
+    if current.provider == "local":
+        return local.healthy()
+    if current.provider == "kind":
+        return kind_cluster.exists()
+    return False
+
+
 def choose_for_up(requested: str) -> str:
     if requested != "auto":
         log(f"provider {requested} (requested)")
         return requested
+    current = recorded()
+    if current is not None and still_up(current):
+        log(f"provider {current.provider}: already up (recorded by an earlier cluster-up)")
+        return current.provider
     ok, reason = kind_cluster.can_run()
     if ok:
         log(f"provider kind: {reason}")
