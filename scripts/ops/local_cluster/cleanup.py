@@ -122,9 +122,13 @@ def our_shim_sockets() -> list[Path]:
 
 
 def our_cni_results() -> list[Path]:
+    """libcni's cached ADD results for our network, and the loopback ones of the same sandboxes."""
     if not layout.CNI_RESULT_CACHE.exists():
         return []
-    return sorted(layout.CNI_RESULT_CACHE.glob(f"{layout.CNI_NETWORK}-*"))
+    ours = sorted(layout.CNI_RESULT_CACHE.glob(f"{layout.CNI_NETWORK}-*"))
+    sandbox_ids = {path.name.removeprefix(f"{layout.CNI_NETWORK}-").rsplit("-", 1)[0] for path in ours}
+    loopbacks = [layout.CNI_RESULT_CACHE / f"cni-loopback-{sandbox}-lo" for sandbox in sorted(sandbox_ids)]
+    return ours + [path for path in loopbacks if path.exists()]
 
 
 def our_container_log_links() -> list[Path]:
