@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             return status(args.provider)
         else:
             print(current_kubeconfig(args.provider))
-    except local.services.ComponentFailed as error:
+    # RuntimeError: a component that did not come up (with its log lines), a host that
+    # cannot run the local cluster, kind that cannot run here; each says why.
+    except (RuntimeError, subprocess.CalledProcessError) as error:
         log(f"FAILED: {error}")
         return 1
     return 0

@@ -103,7 +103,7 @@ def up() -> Path:
     started = time.monotonic()
     ok, reason = can_run()
     if not ok:
-        raise RuntimeError(f"kind cannot run here: {reason}")
+        raise RuntimeError(f"kind cannot run here: {reason}; CLUSTER=local runs the offline cluster instead")
     config = kubeconfig()
     config.parent.mkdir(parents=True, exist_ok=True)
     if exists():
