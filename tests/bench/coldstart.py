@@ -2,9 +2,10 @@
 
 Next to it, in the same run and on the same core, the floor no server can beat: a
 Python process that imports TensorFlow and loads the same SavedModel, timed until the
-load returns. Measured on the host for every server, and inside the container for ours
-(``docker run --read-only --tmpfs /tmp``, the way the chart runs it), each the median
-of several interleaved rounds.
+load returns. Measured on the host for every server, and for ours in its container
+(``docker run --read-only --tmpfs /tmp`` as UID 10001) with the image module's own
+timers (``ops.image``, also behind ``make image-startup``), which time the floor in the
+same image the same way. Each figure is the median of several interleaved rounds.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from ops import docker, image
+
 from bench import procs
 from bench.models import Model
 from bench.servers import STARTUP_TIMEOUT_SECONDS, Server, one_cpu_env
-from bench.throughput import free_port, log, start_server
+from bench.throughput import log, start_server
 
-IMAGE = "tf-model-server:0.1.0"
-CONTAINER_MODEL_BASE = "/models"
+IMAGE = f"{image.IMAGE_NAME}:{image.APP_VERSION}"
 FLOOR_MARK = "FLOOR "
 
 # Timestamps with the wall clock, which the harness, the child and a container share.
@@ -73,77 +75,23 @@ def floor_on_host(model: Model, python: Path) -> dict[str, float]:
     return parse_floor(completed.stdout, started_wall)
 
 
-def docker_available() -> str | None:
-    """None when the image can be run, else why not."""
+def container_skip_reason() -> str | None:
+    """None when the image can be run, else why the container phase is skipped."""
     try:
-        inspected = subprocess.run(
-            ["docker", "image", "inspect", IMAGE], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
+        docker.ensure_daemon()
+        if not image.image_exists(IMAGE):
+            return f"image {IMAGE} not found (build it with `make image`)"
+    except (OSError, subprocess.SubprocessError, SystemExit) as error:
         return f"docker unavailable: {error}"
-    if inspected.returncode != 0:
-        return f"image {IMAGE} not found (build it with `make image`): {inspected.stderr.strip()[:200]}"
     return None
 
 
-def docker_base() -> list[str]:
-    return [
-        "docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp",
-        f"--cpuset-cpus={procs.SERVER_CPU}", "--cpus=1",
-        "-e", "TFMS_INTRA_OP_THREADS=1", "-e", "TFMS_INTER_OP_THREADS=1", "-e", "BENCH_TF_THREADS=1",
-    ]  # fmt: skip
-
-
-def floor_in_container(model: Model) -> dict[str, float]:
-    command = [
-        *docker_base(),
-        "--entrypoint",
-        "python",
-        IMAGE,
-        "-c",
-        FLOOR_SCRIPT,
-        CONTAINER_MODEL_BASE,
-        model.name,
-    ]
-    started_wall = time.time()
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_SECONDS, check=False
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"floor container failed: {completed.stderr[-2000:]}")
-    return parse_floor(completed.stdout, started_wall)
-
-
-def ours_in_container(model: Model) -> float:
-    port = free_port()
-    name = f"tfms-bench-cold-{port}"
-    command = [
-        *docker_base(),
-        "-d",
-        "--name",
-        name,
-        "-p",
-        f"127.0.0.1:{port}:8501",
-        "-e",
-        f"TFMS_MODEL_NAME={model.name}",
-        IMAGE,
-    ]
-    started = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-    try:
-        while time.monotonic() - started < STARTUP_TIMEOUT_SECONDS:
-            try:
-                if procs.http_status(port, "/v2/health/ready", timeout=1.0) == 200:
-                    return time.monotonic() - started
-            except OSError:
-                pass
-            time.sleep(procs.READY_POLL_SECONDS)
-        logs = subprocess.run(
-            ["docker", "logs", name], capture_output=True, text=True, timeout=60, check=False
-        )
-        raise RuntimeError(f"container not ready after {STARTUP_TIMEOUT_SECONDS}s: {logs.stderr[-2000:]}")
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120, check=False)
+def container_round() -> tuple[float, float]:
+    """(ours docker run -> ready, floor docker run -> model loaded) with ops.image's own timers."""
+    port = image.free_port()
+    ours = image.time_server_start(IMAGE, port)
+    floor_total, _, _ = image.time_floor(IMAGE, port)
+    return ours, floor_total
 
 
 def measure(
@@ -153,10 +101,8 @@ def measure(
     floor: dict[str, list[float]] = {"import_s": [], "total_s": []}
     ready: dict[str, list[float]] = {server.name: [] for server in servers}
     errors: dict[str, str] = {}
-    container_skip = None if container else "disabled (--no-container)"
-    if container_skip is None:
-        container_skip = docker_available()
-    container_floor: dict[str, list[float]] = {"import_s": [], "total_s": []}
+    container_skip = container_skip_reason() if container else "disabled (--no-container)"
+    container_floor: list[float] = []
     container_ours: list[float] = []
     for round_index in range(rounds):
         log(f"cold start round {round_index + 1}/{rounds}")
@@ -174,11 +120,12 @@ def measure(
             process.stop()
         if container_skip is None:
             try:
-                for key, value in floor_in_container(model).items():
-                    container_floor[key].append(value)
-                container_ours.append(ours_in_container(model))
-            except (RuntimeError, subprocess.SubprocessError) as error:
+                ours, floor_total = container_round()
+            except (RuntimeError, subprocess.SubprocessError, SystemExit) as error:
                 container_skip = f"failed: {error}"
+            else:
+                container_ours.append(ours)
+                container_floor.append(floor_total)
     floor_median = statistics.median(floor["total_s"])
     host = {
         name: stats(values) | {"vs_floor": round(statistics.median(values) / floor_median, 2)}
@@ -194,10 +141,10 @@ def measure(
         "errors": errors,
     }
     if container_skip is None and container_ours:
-        container_floor_median = statistics.median(container_floor["total_s"])
+        container_floor_median = statistics.median(container_floor)
         result["container"] = {
             "image": IMAGE,
-            "floor_import_and_load_s": stats(container_floor["total_s"]),
+            "floor_import_and_load_s": stats(container_floor),
             "ours_s": stats(container_ours),
             "vs_floor": round(statistics.median(container_ours) / container_floor_median, 2),
         }
