@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import yaml
@@ -193,3 +197,43 @@ def test_helm_values_are_passed_as_set_and_files():
     values = {"service.type": "NodePort", "service.nodePort": 30080}
     args = release.Release.value_args([Path("a.yaml")], values)
     assert args == ["--values", "a.yaml", "--set", "service.type=NodePort", "--set", "service.nodePort=30080"]
+
+
+def start_supervisor(tmp_path: Path, *command: str) -> subprocess.Popen[bytes]:
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    arguments = ["--name", "svc", "--pid-dir", str(tmp_path), "--log", str(tmp_path / "svc.log")]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops.local_cluster.supervisor", *arguments, "--", *command],
+        env={**os.environ, "PYTHONPATH": str(scripts)},
+    )
+
+
+def wait_until(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_supervisor_restarts_a_service_that_exits(tmp_path):
+    supervisor = start_supervisor(tmp_path, "sh", "-c", "echo started; exit 3")
+    try:
+        log = tmp_path / "svc.log"
+        assert wait_until(lambda: log.exists() and log.read_text().count("started") >= 2)
+        assert "exited with 3" in log.read_text()
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=30)
+
+
+def test_supervisor_stops_its_service_on_sigterm_and_removes_pid_files(tmp_path):
+    supervisor = start_supervisor(tmp_path, "sleep", "60")
+    assert wait_until(lambda: processes.read_pidfile(tmp_path / "svc.pid") is not None)
+    service = processes.read_pidfile(tmp_path / "svc.pid")
+    assert service is not None and service.cmdline() == ["sleep", "60"]
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
+    assert not service.alive()
+    assert not (tmp_path / "svc.pid").exists() and not (tmp_path / "svc.supervisor.pid").exists()
