@@ -98,3 +98,7 @@ down: venv ## undo `make up`: delete the cluster (CLUSTER=existing: only the rel
 
 smoke: venv ## on the running cluster: chart defaults in a restricted namespace, helm test, DNS, NodePort prediction, ci/ dry-runs
 	$(OPS).smoke
+
+# chart-testing for real (ops.chart_testing): CT_ARGS='--helm-timeout 120s', '--keep'.
+ct-install: venv ## ct install of every chart/ci scenario (+ helm test) on the cluster that is up; time + result table
+	$(OPS).chart_testing --provider $(CLUSTER) $(CT_ARGS)
