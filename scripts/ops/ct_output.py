@@ -8,7 +8,8 @@ Each line is fed in with the moment it arrived:
     results = reader.results(all_scenarios, ct_succeeded)
 
 Install time runs from `>>> helm install` (which waits for readiness) through ct's own
-rollout check to `>>> helm test`; the test time from there to ct's next command.
+rollout check to `>>> helm test`, or, when the install failed, to ct's first clean-up
+command (how long helm waited); the test time from `>>> helm test` to ct's next command.
 ct stops at the first failing scenario, so the scenario running when it failed is the
 failed one and any after it never ran.
 """
@@ -24,6 +25,8 @@ COMMAND = re.compile(r"^>>> (?P<command>.*)$")
 HELM_INSTALL = re.compile(r"^helm install (?P<release>\S+) ")
 TEST_PHASE = re.compile(r"^Phase:\s+(?P<phase>\w+)")
 UNINSTALLED = re.compile(r'^release "(?P<release>[^"]+)" uninstalled')
+# ct's clean-up after every scenario, passed or failed, starts with the namespace's events.
+CLEANUP_START = re.compile(r"^kubectl .*\bget events\b")
 HELM_ERROR = re.compile(r"^Error: (?P<message>.+)$")
 # The chart's own test pod prints "ok: <model> version <v> on <pod>: <predictions>".
 TEST_POD_OK = re.compile(r"^ok: (?P<model>\S+) version (?P<version>\S+) on (?P<pod>\S+):")
@@ -35,6 +38,7 @@ class Scenario:
     started: float
     release: str = ""
     install_started: float | None = None
+    install_ended: float | None = None
     test_started: float | None = None
     test_ended: float | None = None
     test_phases: list[str] = field(default_factory=list)
@@ -44,9 +48,9 @@ class Scenario:
 
     @property
     def install_seconds(self) -> float | None:
-        if self.install_started is None or self.test_started is None:
+        if self.install_started is None or self.install_ended is None:
             return None
-        return self.test_started - self.install_started
+        return self.install_ended - self.install_started
 
     @property
     def test_seconds(self) -> float | None:
@@ -113,6 +117,9 @@ class CtOutput:
             scenario.install_started = at
         elif command.startswith("helm test "):
             scenario.test_started = at
+            scenario.install_ended = at
+        elif CLEANUP_START.match(command) and scenario.install_ended is None:
+            scenario.install_ended = at  # the install (or ct's rollout check) failed
         self.last_command = command
 
     def results(self, values_files: Sequence[str], ct_succeeded: bool) -> list[Result]:

@@ -76,7 +76,7 @@ def test_install_that_never_gets_ready_fails_that_scenario_and_later_ones_never_
     results = read([*passing(SCENARIOS[0], "r1", 10), *broken]).results(SCENARIOS, ct_succeeded=False)
     assert [result.status for result in results] == ["passed", "failed in install", "not run"]
     assert results[1].error == "INSTALLATION FAILED: context deadline exceeded"
-    assert results[1].install_seconds is None
+    assert round(results[1].install_seconds, 1) == 90.1  # how long helm waited
     assert results[1].helm_test == "-"
     assert results[1].removed
     assert results[2].removed is False
