@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from modelserver import errors
 from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
+from modelserver.deadlines import RequestDeadlines
 from modelserver.health import Health, ServerState
 from modelserver.inference import ModelService
 from modelserver.loader import load_all
@@ -59,6 +60,7 @@ class ModelServerApp:
         self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
         self.loader: asyncio.Task[None] | None = None
         self.cancelled_requests = 0
+        self.deadlines = RequestDeadlines(settings.request_timeout_seconds)
 
     def routes(self) -> list[Route]:
         tfserving = TFServingAPI(self.service)
@@ -115,6 +117,7 @@ class ModelServerApp:
         method: str = scope["method"]
         path: str = scope["path"]
         protocol, model = OTHER, ""
+        timed_out = False
         self.in_flight += 1
         response: Response | None = None
         try:
@@ -124,25 +127,28 @@ class ModelServerApp:
                 requested = params.get("model")
                 if requested is not None:
                     model = requested if requested in self.registry.names else UNKNOWN_MODEL
-                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                task = self.deadlines.start()
+                try:
                     body = (
                         await read_body(scope, receive, self.settings.max_body_bytes)
                         if method == "POST"
                         else b""
                     )
                     response = await route.handlers[method](params, body)
+                finally:
+                    timed_out = self.deadlines.finish(task)
             except errors.ServingError as error:
                 response = self.error_response(error)
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not timed_out:
+                    self.cancelled_requests += 1
+                    raise
                 response = self.error_response(
                     errors.deadline_exceeded(
                         f"Request not answered within {self.settings.request_timeout_seconds:g}s "
                         "(TFMS_REQUEST_TIMEOUT_SECONDS)"
                     )
                 )
-            except asyncio.CancelledError:
-                self.cancelled_requests += 1
-                raise
             except Exception as error:
                 log.exception("unhandled error for %s %s", method, path)
                 response = self.error_response(
