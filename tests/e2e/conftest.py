@@ -11,6 +11,7 @@ helm install/upgrade, `--keep-namespaces`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -31,6 +32,15 @@ BASE_VALUES = (VALUES_DIR / "base.yaml",)
 PREDICT_PATH = "/v1/models/anomaly:predict"
 RELEASE_NAME = "tfms"
 RUN_ID = f"{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
+# One loopback client address per test (127.<session>.<n>.<n>): see harness.prober on why.
+_CLIENT_SUBNET = 2 + secrets.randbelow(250)
+_client_counter = itertools.count(1)
+
+
+def next_client_address() -> str:
+    n = next(_client_counter)
+    return f"127.{_CLIENT_SUBNET}.{n // 250}.{1 + n % 250}"
+
 
 phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 slo_lines = pytest.StashKey[list[str]]()
@@ -209,6 +219,7 @@ def deploy(
 ) -> Iterator[Deploy]:
     """deploy(key, values, image_tag, settings, fresh) -> a started Scenario bound to a ready release."""
     started: list[Scenario] = []
+    client_address = next_client_address()
 
     def _deploy(
         key: str,
@@ -228,6 +239,7 @@ def deploy(
             release=release,
             target_factory=lambda: steady_target(release),
             reports_dir=REPORTS_DIR / "e2e",
+            client_address=client_address,
         )
         started.append(scenario.start())
         if scenario_needs_install:

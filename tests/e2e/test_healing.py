@@ -110,6 +110,7 @@ def test_sigkilled_server_restarts_losing_only_requests_on_that_pod(deploy):
     final = server_status(core.read_namespaced_pod(victim, s.namespace))
     terminated = final.last_state.terminated if final.last_state else None
     s.fact("failed", len(failed))
+    s.fact("in_flight_at_kill", len(slo.in_flight_at(records, kill.killed_at)))
     s.fact("exposed_requests", len(exposed))
     s.fact("unrouted_after_s", f"{left_at - kill.killed_at:.1f}")
     s.fact("ready_again_s", f"{ready_at - kill.killed_at:.1f}")
@@ -163,6 +164,16 @@ def test_liveness_failure_restarts_container_while_service_answers(deploy):
     ]
     s.fact("restart_after_s", f"{restarted_at - injected:.1f}")
     s.fact("ready_again_s", f"{ready_at - injected:.1f}")
+    # A restarted container keeps its pod, so the Service drops it only when readiness fails
+    # after SIGTERM; the server must still be serving then (its drain delay must outlast that).
+    killing = [
+        e.at for e in s.events("event") if e.detail["reason"] == "Killing" and victim in e.detail["object"]
+    ]
+    left_at = endpoint_left_at(s.events(), victim, after=killing[0]) if killing else None
+    if killing and left_at is not None:
+        s.mark_at(killing[0], "kubelet: SIGTERM (Killing)")
+        s.mark_at(left_at, "Service stops routing to it")
+        s.fact("sigterm_to_unrouted_s", f"{left_at - killing[0]:.1f}")
     s.expect(bool(liveness_events), "no 'Liveness probe failed' event: the restart had another cause")
     s.expect_no_failures(records, f"while kubelet restarted {victim} for failing liveness")
     s.expect(

@@ -7,18 +7,30 @@ instead of as a quietly lower request rate. Every request opens its own TCP conn
 pod that vanishes cannot hide behind a pinned keep-alive connection. Nothing is retried:
 a refused connection is a failed request.
 
+Each prober can send from its own loopback source address (any of 127.0.0.0/8). A
+connection refused while a Service had no endpoints leaves an un-NATed SYN_SENT
+conntrack entry for 120 s (kube-proxy clears those only for UDP; kubernetes#101607),
+and a later connection that happens to reuse the same source address and port is
+refused by it. Giving every test its own client address keeps one test's outage out of
+the next test's record; within a test, the kernel's connect-time port choice walks
+forward and does not come back to a port that soon.
+
 The loop is bounded twice, by duration and by request count, and stops by itself.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Linux: bind the source address now but choose the port at connect() time, with the
+# connect-time algorithm (per destination, walking forward) rather than a random free port.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 MODEL_VERSION_HEADER = "X-Model-Version"
 SERVED_BY_HEADER = "X-Served-By"
 
@@ -33,6 +45,7 @@ class Target:
     body: bytes
     method: str = "POST"
     headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    source_address: str | None = None
 
     @property
     def url(self) -> str:
@@ -68,11 +81,38 @@ class RequestRecord:
         return cls(**data)
 
 
+class SourceBoundConnection(http.client.HTTPConnection):
+    """An HTTPConnection from a given local address, its port still chosen at connect()."""
+
+    def __init__(self, host: str, port: int, timeout: float, source_address: str) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._source_ip = source_address
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.settimeout(self.timeout)
+            sock.bind((self._source_ip, 0))
+            sock.connect((self.host, self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def open_connection(target: Target, timeout_s: float) -> http.client.HTTPConnection:
+    if target.source_address is None:
+        return http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
+    return SourceBoundConnection(target.host, target.port, timeout_s, target.source_address)
+
+
 def send_once(target: Target, seq: int, scheduled_at: float, timeout_s: float) -> RequestRecord:
     """Send one request on a fresh connection and describe what happened."""
     sent_at = time.time()
     started = time.perf_counter()
-    connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
+    connection = open_connection(target, timeout_s)
     try:
         headers = {**target.headers, "Connection": "close", "Content-Length": str(len(target.body))}
         connection.request(target.method, target.path, body=target.body, headers=headers)

@@ -8,6 +8,7 @@ cluster's timeline and the pods' logs. Whatever the outcome, `finish` writes
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,8 +37,10 @@ class Scenario:
         release: Release,
         target_factory: Callable[[], Target],
         reports_dir: Path,
+        client_address: str | None = None,
     ) -> None:
         self.test_id = test_id
+        self.client_address = client_address
         self.release = release
         self.namespace = release.namespace
         self.reports_dir = reports_dir
@@ -96,9 +99,12 @@ class Scenario:
         target: Target | None = None,
         timeout_s: float = 10,
     ) -> Prober:
-        """Start an open-loop prober through the Service; it stops at the end of the test at the latest."""
+        """Start an open-loop prober through the Service; it stops at the end of the test at the latest.
+
+        Every prober of this test sends from the test's own loopback address (see harness.prober).
+        """
         prober = Prober(
-            target or self._target_factory(),
+            dataclasses.replace(target or self._target_factory(), source_address=self.client_address),
             rate_per_s=rate_per_s,
             max_duration_s=max_duration_s,
             timeout_s=timeout_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -19,10 +20,12 @@ class FakeModelServer(BaseHTTPRequestHandler):
     mode = "ok"
     delay_s = 0.0
     bodies: list[bytes] = []  # noqa: RUF012 - shared on purpose, reset per test
+    clients: list[str] = []  # noqa: RUF012
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         type(self).bodies.append(body)
+        type(self).clients.append(self.client_address[0])
         time.sleep(type(self).delay_s)
         status = 503 if type(self).mode == "unavailable" else 200
         payload = b'{"predictions": [[0.1]]}' if status == 200 else b'{"error": "draining"}'
@@ -50,6 +53,7 @@ def server() -> Iterator[QuietServer]:
     FakeModelServer.mode = "ok"
     FakeModelServer.delay_s = 0.0
     FakeModelServer.bodies = []
+    FakeModelServer.clients = []
     httpd = QuietServer(("127.0.0.1", 0), FakeModelServer)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
@@ -138,3 +142,11 @@ def test_timeouts_are_failures_and_the_stall_shows_as_lag(server):
     assert records
     assert all("timed out" in (record.error or "") for record in records)
     assert max(record.sent_at - record.scheduled_at for record in records) > 0.2
+
+
+def test_sends_from_the_given_loopback_address(server):
+    target = dataclasses.replace(target_for(server), source_address="127.0.0.7")
+    with Prober(target, rate_per_s=50, max_duration_s=5) as prober:
+        prober.wait_for_requests(5, timeout_s=5)
+    assert all(record.ok for record in prober.records())
+    assert set(FakeModelServer.clients) == {"127.0.0.7"}
