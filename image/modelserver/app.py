@@ -158,9 +158,9 @@ class ModelServerApp:
         finally:
             self.in_flight -= 1
             if response is not None:
+                elapsed = time.perf_counter() - started
                 version = response.model_version or ""
-                self.metrics.requests.labels(protocol, model, version, str(response.status)).inc()
-                self.metrics.latency.labels(protocol, model, version).observe(time.perf_counter() - started)
+                self.metrics.requests.record(protocol, model, version, response.status, elapsed)
 
     @staticmethod
     def error_response(error: errors.ServingError) -> Response:

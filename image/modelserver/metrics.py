@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -22,24 +23,62 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 UNKNOWN_MODEL = "_unknown"
 
 
+class RequestStats:
+    """Request count and latency, kept as plain numbers and turned into metrics at scrape time.
+
+    prometheus_client's labels() lookup plus Counter.inc() and Histogram.observe() take
+    locks on every request; updated only from the event loop and read only by /metrics
+    (also on the loop), these need none. Exposed as tfms_requests_total and
+    tfms_request_duration_seconds, like a Counter and a Histogram would be.
+    """
+
+    def __init__(self) -> None:
+        # (protocol, model, version, status) -> [count, seconds, per-bucket counts (+Inf last)]
+        self.series: dict[tuple[str, str, str, int], list] = {}
+
+    def record(self, protocol: str, model: str, version: str, status: int, seconds: float) -> None:
+        key = (protocol, model, version, status)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
+        series[0] += 1
+        series[1] += seconds
+        series[2][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "tfms_requests",
+            "HTTP requests answered, by protocol, model, model version and HTTP status",
+            labels=("protocol", "model", "version", "status"),
+        )
+        latency = HistogramMetricFamily(
+            "tfms_request_duration_seconds",
+            "Time from request start to response, by protocol, model and model version",
+            labels=("protocol", "model", "version"),
+        )
+        by_model: dict[tuple[str, str, str], list] = {}
+        for (protocol, model, version, status), (count, seconds, buckets) in list(self.series.items()):
+            requests.add_metric((protocol, model, version, str(status)), count)
+            merged = by_model.setdefault((protocol, model, version), [0.0, [0] * len(buckets)])
+            merged[0] += seconds
+            merged[1] = [a + b for a, b in zip(merged[1], buckets, strict=True)]
+        for labels, (seconds, buckets) in by_model.items():
+            cumulative, running = [], 0
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), buckets, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            latency.add_metric(labels, cumulative, seconds)
+        yield requests
+        yield latency
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.requests = Counter(
-            "tfms_requests",
-            "HTTP requests answered, by protocol, model, model version and HTTP status",
-            ("protocol", "model", "version", "status"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "tfms_request_duration_seconds",
-            "Time from request start to response, by protocol, model and model version",
-            ("protocol", "model", "version"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestStats()
+        self.registry.register(self.requests)
         self.in_flight = Gauge(
             "tfms_requests_in_flight", "Requests being handled right now", registry=self.registry
         )
