@@ -232,9 +232,12 @@ def run_ct(
 
 def write_summary(results: Sequence[Result], returncode: int, extra: dict[str, Any]) -> Path:
     path = REPORT_DIR / "summary.json"
+    scenarios = [
+        {key: round(value, 2) if isinstance(value, float) else value for key, value in asdict(r).items()}
+        for r in results
+    ]
     path.write_text(
-        json.dumps({"ct_exit_code": returncode, **extra, "scenarios": [asdict(r) for r in results]}, indent=2)
-        + "\n"
+        json.dumps({"ct_exit_code": returncode, **extra, "scenarios": scenarios}, indent=2) + "\n"
     )
     return path
 
