@@ -21,8 +21,8 @@ AFTER_S = 6
 REPLICAS = 3
 SUITE_VALUES = ("healing.yaml",)
 # Every pod deleted at once: new pods are scheduled at once, the image is on the node, and
-# TensorFlow's import, the model load and warm-up take 10-30 s on a busy 2-core node.
-RECOVERY_BOUND_S = 90
+# TensorFlow's import, the model load and warm-up take 5-30 s on a busy 2-core node.
+RECOVERY_BOUND_S = 60
 
 pytestmark = pytest.mark.healing
 
