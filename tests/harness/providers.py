@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 from ops import cluster as ops_cluster
-from ops import image_load, kind_cluster
+from ops import image_load, kind_cluster, kube
 from ops.paths import BIN_DIR
 from pytest_kubernetes.providers import select_provider_manager
 from pytest_kubernetes.providers.base import AClusterManager
@@ -97,9 +97,9 @@ def wait_ready(kubeconfig: Path, timeout_s: float = 120) -> None:
 @contextmanager
 def provide(requested: str) -> Iterator[Cluster]:
     """Bring up (or adopt) the requested cluster and load the e2e images into it."""
-    os.environ["PATH"] = (
-        f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"  # pinned kubectl/helm/kind first
-    )
+    # pytest-kubernetes runs `kubectl` from PATH: put the pinned one (./bin or its cache) first.
+    kubectl_dir = Path(kube.tool("kubectl")).parent
+    os.environ["PATH"] = os.pathsep.join([str(BIN_DIR), str(kubectl_dir), os.environ.get("PATH", "")])
     started = time.monotonic()
     current = ops_cluster.up(requested)
     wait_ready(current.kubeconfig)
