@@ -19,6 +19,17 @@ def test_probes_hit_the_servers_health_endpoints_on_the_http_port():
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
 
 
+def test_readiness_drops_a_restarting_container_well_inside_the_drain_delay():
+    # A liveness restart does not delete the pod: only failed readiness takes it out of
+    # the Service, and the server keeps answering for the drain delay meanwhile.
+    rendered = template()
+    readiness = rendered.server_container["readinessProbe"]
+    detection_seconds = readiness["periodSeconds"] * readiness["failureThreshold"]
+    kube_proxy_sync_seconds = 1
+    drain_delay_seconds = float(rendered.config["TFMS_DRAIN_DELAY_SECONDS"])
+    assert detection_seconds + kube_proxy_sync_seconds <= drain_delay_seconds - 2
+
+
 def test_probes_are_tunable():
     server = template(
         {"readinessProbe": {"periodSeconds": 7}, "livenessProbe": {"failureThreshold": 9}}
