@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelserver.cpu import ThreadCounts
+from modelserver.flat_call import FlatCall, flat_call
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class Signature:
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
     function: Any
+    # The same call without the structured-call overhead, once warm-up verified it (flat_call.py).
+    flat: FlatCall | None = field(default=None, repr=False, compare=False)
 
     @property
     def batchable(self) -> bool:
@@ -64,6 +67,12 @@ class Signature:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One TensorFlow call (blocking; runs on the inference thread)."""
+        flat = self.flat
+        if flat is not None and flat.verified and flat.accepts(inputs):
+            return flat(inputs)
+        return self.run_structured(inputs)
+
+    def run_structured(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.function(**inputs)
         return {key: outputs[key].numpy() for key in self.outputs}
 
@@ -155,12 +164,15 @@ def load_model(name: str, version: int, path: Path) -> LoadedModel:
     signatures: dict[str, Signature] = {}
     for signature_name, function in loaded.signatures.items():
         definition = signature_defs[signature_name]
+        inputs = {key: tensor_spec(key, info) for key, info in sorted(definition.inputs.items())}
+        outputs = {key: tensor_spec(key, info) for key, info in sorted(definition.outputs.items())}
         signatures[signature_name] = Signature(
             name=signature_name,
             method_name=definition.method_name,
-            inputs={key: tensor_spec(key, info) for key, info in sorted(definition.inputs.items())},
-            outputs={key: tensor_spec(key, info) for key, info in sorted(definition.outputs.items())},
+            inputs=inputs,
+            outputs=outputs,
             function=function,
+            flat=flat_call(function, set(inputs), set(outputs)),
         )
     return LoadedModel(
         name=name,
@@ -188,7 +200,8 @@ def warm_up(model: LoadedModel) -> float:
     """Run every numeric signature once so the first request does not pay for graph setup.
 
     String-input signatures (serialized tf.Example) are skipped: an empty example is not
-    a valid input for most of them.
+    a valid input for most of them. A signature's flat call is enabled here when it
+    answers the warm-up input exactly as the structured call did.
     """
     started = time.monotonic()
     for signature in model.signatures.values():
@@ -202,7 +215,10 @@ def warm_up(model: LoadedModel) -> float:
             )
             continue
         try:
-            signature.run(inputs)
+            expected = signature.run_structured(inputs)
         except Exception as error:  # a synthetic input may be meaningless to the model
             log.warning("warm-up of %s/%s:%s failed: %s", model.name, model.version, signature.name, error)
+            continue
+        if signature.flat is not None and signature.flat.verify(inputs, expected):
+            log.info("%s/%s:%s: flat call verified", model.name, model.version, signature.name)
     return time.monotonic() - started
