@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops import apt
 from ops.paths import cache_root
 
 DAEMON_START_TIMEOUT_SECONDS = 60
@@ -52,10 +53,7 @@ def daemon_answers(client: str = "docker") -> bool:
 
 
 def install_client() -> None:
-    log(f"docker client missing: installing Debian's {DEBIAN_PACKAGE}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], check=True, env=env)
+    apt.install([DEBIAN_PACKAGE], "docker is missing", recommends=True)
 
 
 def start_daemon() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import docker
+from ops import apt, docker
 from ops.paths import REPO_ROOT, cache_root
 
 IMAGE_NAME = "tf-model-server"
@@ -122,10 +121,7 @@ def ensure_debootstrap() -> str:
     path = shutil.which("debootstrap")
     if path:
         return path
-    log("debootstrap missing: installing it with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    run(["apt-get", "update", "-q"], env=env)
-    run(["apt-get", "install", "-y", "-q", "debootstrap"], env=env)
+    apt.install(["debootstrap"], "the offline base image needs debootstrap")
     return shutil.which("debootstrap") or "debootstrap"
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ops import apt
 from ops.local_cluster import layout
 
 # Debian package -> a file it installs (present = installed).
@@ -58,12 +59,7 @@ def ensure_packages() -> None:
     missing = [package for package, path in PACKAGES.items() if not Path(path).exists()]
     if not missing:
         return
-    log(f"installing missing Debian packages: {' '.join(missing)}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env
-    )
+    apt.install(missing, "the local cluster needs them")
 
 
 def read_sysctl(name: str) -> str | None:
