@@ -93,6 +93,9 @@ def leading_rows(inputs: Mapping[str, np.ndarray]) -> int | None:
 
 def stacking_key(inputs: Mapping[str, np.ndarray]) -> Hashable:
     """Requests can share a call only when every input matches beyond dimension 0."""
+    if len(inputs) == 1:
+        ((name, array),) = inputs.items()
+        return name, array.shape[1:], array.dtype.str
     return tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(inputs.items()))
 
 
@@ -126,7 +129,7 @@ class DirectRunner:
         self.closing = True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class WorkItem:
     inputs: Tensors
     rows: int
@@ -142,6 +145,11 @@ class BatchPolicy:
     queue_size: int
 
 
+def wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class Batcher:
     caller: InferenceCaller
@@ -151,18 +159,24 @@ class Batcher:
     # them, nobody can join it and waiting `max_wait` would only add latency.
     requests_in_flight: Callable[[], int]
     pending: collections.deque[WorkItem] = field(default_factory=collections.deque)
-    arrival: asyncio.Event = field(default_factory=asyncio.Event)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # The batcher waits for the next request on this future (set by `infer`), not on an
+    # asyncio.Event: one plain future per wait instead of Event bookkeeping per request.
+    waiter: asyncio.Future[None] | None = None
+    busy: bool = False  # taken requests not yet answered
     carried: WorkItem | None = None
     closing: bool = False
     task: asyncio.Task[None] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def __post_init__(self) -> None:
+        self.batchable = self.caller.signature.batchable
 
     def start(self, metrics: Metrics) -> None:
         metrics.watch_queue(
             self.labels.model, self.labels.version, self.labels.signature, lambda: len(self.pending)
         )
-        self.idle.set()
-        self.task = asyncio.get_running_loop().create_task(self._run_forever(), name=f"batcher-{self.labels}")
+        self.loop = asyncio.get_running_loop()
+        self.task = self.loop.create_task(self._run_forever(), name=f"batcher-{self.labels}")
 
     async def infer(self, inputs: Tensors) -> Tensors:
         if self.closing:
@@ -172,40 +186,49 @@ class Batcher:
                 f"Batch queue for {self.labels.model} is full "
                 f"({self.policy.queue_size} requests waiting); retry later"
             )
-        loop = asyncio.get_running_loop()
-        rows = leading_rows(inputs) if self.caller.signature.batchable else None
+        loop = self.loop
+        assert loop is not None, "start() runs before requests"
+        rows = leading_rows(inputs) if self.batchable else None
         key = stacking_key(inputs) if rows is not None else None
-        item = WorkItem(inputs, rows or 1, key, loop.create_future(), loop.time())
-        self.pending.append(item)
-        self.idle.clear()
-        self.arrival.set()
-        return await item.future
+        future = loop.create_future()
+        self.pending.append(WorkItem(inputs, rows or 1, key, future, loop.time()))
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            wake(waiter)
+        return await future
+
+    async def _arrival(self, deadline: float | None = None) -> None:
+        """Until `infer` queues a request (or `deadline`, on the loop's clock, passes)."""
+        assert self.loop is not None
+        waiter = self.waiter = self.loop.create_future()
+        timer = None if deadline is None else self.loop.call_at(deadline, wake, waiter)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _next_item(self) -> WorkItem:
         if self.carried is not None:
             item, self.carried = self.carried, None
             return item
         while not self.pending:
-            self.idle.set()
-            self.arrival.clear()
-            await self.arrival.wait()
+            self.busy = False
+            await self._arrival()
+        self.busy = True
         return self.pending.popleft()
 
     async def _collect(self, first: WorkItem) -> list[WorkItem]:
-        loop = asyncio.get_running_loop()
+        assert self.loop is not None
         batch, rows = [first], first.rows
         deadline = first.enqueued_at + self.policy.max_wait_seconds
         while rows < self.policy.max_size:
             if not self.pending:
-                remaining = deadline - loop.time()
-                if remaining <= 0 or self.requests_in_flight() <= len(batch):
+                if deadline <= self.loop.time() or self.requests_in_flight() <= len(batch):
                     break
-                self.arrival.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self.arrival.wait()
-                except TimeoutError:
-                    break
+                await self._arrival(deadline)
                 continue
             item = self.pending.popleft()
             if rows + item.rows > self.policy.max_size:
@@ -276,7 +299,7 @@ class Batcher:
         self.closing = True
         try:
             async with asyncio.timeout(5):
-                while self.pending or self.carried is not None or not self.idle.is_set():
+                while self.pending or self.carried is not None or self.busy:
                     await asyncio.sleep(0.01)
         except TimeoutError:
             log.warning("batcher %s closed with %d requests still queued", self.labels, len(self.pending))
