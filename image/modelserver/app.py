@@ -37,6 +37,11 @@ _V1_MODEL = r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/
 _V2_MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>\d+))?"
 
 
+def prediction_paths(model: str) -> tuple[str, ...]:
+    """The paths that carry a model's predictions (resolved by the router up front)."""
+    return (f"/v1/models/{model}:predict", f"/v2/models/{model}/infer")
+
+
 def served_by() -> str:
     """The pod name (Kubernetes downward API sets POD_NAME), else the host name."""
     return os.environ.get("POD_NAME") or socket.gethostname()
@@ -57,6 +62,7 @@ class ModelServerApp:
         )
         self.health = Health(self.state, self.registry, self.metrics)
         self.router = Router(self.routes())
+        self.router.learn(path for name in self.registry.names for path in prediction_paths(name))
         self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
         self.loader: asyncio.Task[None] | None = None
         self.cancelled_requests = 0
