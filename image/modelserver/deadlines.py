@@ -22,12 +22,21 @@ class RequestDeadlines:
         self.deadlines: dict[asyncio.Task[object], float] = {}
         self.expired: set[asyncio.Task[object]] = set()
         self.sweeper: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> asyncio.Task[object]:
         """Put the current request's task under the timeout; pass it to `finish`."""
-        task = asyncio.current_task()
-        assert task is not None, "a request runs in a task"
-        loop = asyncio.get_running_loop()
+        # asyncio.current_task() looks the running loop up (a getpid() syscall in CPython);
+        # with the loop of the last request it is a dict lookup, None if the loop changed.
+        loop = self.loop
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is None:
+            running = asyncio.get_running_loop()
+            if running is not loop:
+                self.sweeper = None  # armed on a loop that is gone
+            loop = self.loop = running
+            task = asyncio.current_task(loop)
+        assert loop is not None and task is not None, "a request runs in a task"
         self.deadlines[task] = loop.time() + self.timeout
         if self.sweeper is None:
             self.sweeper = loop.call_later(self.resolution, self.sweep)

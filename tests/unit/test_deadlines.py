@@ -32,3 +32,22 @@ def test_only_expired_requests_are_cancelled_and_their_cancellation_is_undone():
         "just-in-time": "answered",
     }
     assert not deadlines.deadlines and not deadlines.expired and deadlines.sweeper is None
+
+
+def test_the_timeout_still_fires_when_the_same_deadlines_serve_a_new_event_loop():
+    deadlines = RequestDeadlines(timeout=0.1, resolution=0.02)
+
+    async def request() -> str:
+        task = deadlines.start()
+        try:
+            await asyncio.sleep(5.0)
+            return "answered"
+        except asyncio.CancelledError:
+            return "cancelled" if deadlines.finish(task) else "cancelled otherwise"
+
+    async def abandoned() -> None:  # leaves a request and an armed sweeper on the first loop
+        deadlines.start()
+
+    asyncio.run(abandoned())
+    assert deadlines.sweeper is not None
+    assert asyncio.run(asyncio.wait_for(request(), 2.0)) == "cancelled"
