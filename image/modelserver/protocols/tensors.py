@@ -141,11 +141,13 @@ def jsonable(array: np.ndarray, binary: bool = False) -> Any:
     Strings are returned as text when they are UTF-8, else as {"b64": ...}; `binary`
     forces {"b64": ...} (TF Serving does so for outputs named *_bytes).
     """
-    if array.dtype == object:
+    dtype = array.dtype
+    kind = dtype.kind
+    if kind == "O":
         return np.vectorize(lambda item: encode_string(item, binary), otypes=[object])(array).tolist()
-    if array.dtype.kind not in "biuf" or array.dtype.itemsize > 8:
+    if kind not in "biuf" or dtype.itemsize > 8:
         return array.tolist()
-    if array.dtype.kind == "f" and array.dtype.itemsize < 4:
+    if kind == "f" and dtype.itemsize < 4:
         array = array.astype(np.float32)
     return np.ascontiguousarray(array)
 

@@ -89,18 +89,28 @@ def encode_output(name: str, array: np.ndarray) -> Any:
     return tensors.jsonable(array, binary=name.endswith("_bytes"))
 
 
+UNEQUAL_BATCH_SIZES = (
+    "outputs have different batch sizes; use the columnar format ('inputs') for this signature"
+)
+
+
 def row_predictions(outputs: Mapping[str, np.ndarray]) -> Any:
     if len(outputs) == 1:
         name, array = next(iter(outputs.items()))
         return encode_output(name, array)
-    sizes = {value.shape[0] if value.ndim else None for value in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
-        raise errors.invalid_argument(
-            "outputs have different batch sizes; use the columnar format ('inputs') for this signature"
-        )
-    columns = {name: encode_output(name, array) for name, array in outputs.items()}
-    rows = sizes.pop() or 0
-    return [{name: column[index] for name, column in columns.items()} for index in range(rows)]
+    rows: int | None = None
+    columns = []
+    for name, array in outputs.items():
+        size = array.shape[0] if array.ndim else None
+        if size is None or (rows is not None and size != rows):
+            raise errors.invalid_argument(UNEQUAL_BATCH_SIZES)
+        rows = size
+        columns.append((name, encode_output(name, array)))
+    if rows is None:
+        raise errors.invalid_argument(UNEQUAL_BATCH_SIZES)
+    if rows == 1:  # one instance per request: the common case
+        return [{name: column[0] for name, column in columns}]
+    return [{name: column[index] for name, column in columns} for index in range(rows)]
 
 
 def columnar_outputs(outputs: Mapping[str, np.ndarray]) -> Any:
