@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,7 +35,7 @@ Tensors = dict[str, np.ndarray]
 
 
 class Runner(Protocol):
-    async def infer(self, inputs: Tensors) -> Tensors: ...
+    def infer(self, inputs: Tensors) -> Awaitable[Tensors]: ...
 
     async def close(self) -> None: ...
 
@@ -178,7 +178,8 @@ class Batcher:
         self.loop = asyncio.get_running_loop()
         self.task = self.loop.create_task(self._run_forever(), name=f"batcher-{self.labels}")
 
-    async def infer(self, inputs: Tensors) -> Tensors:
+    def infer(self, inputs: Tensors) -> asyncio.Future[Tensors]:
+        """The request's future, resolved with its rows of the outputs (no coroutine of its own)."""
         if self.closing:
             raise errors.unavailable("Server is shutting down")
         if len(self.pending) >= self.policy.queue_size:
@@ -196,7 +197,7 @@ class Batcher:
         if waiter is not None:
             self.waiter = None
             wake(waiter)
-        return await future
+        return future
 
     async def _arrival(self, deadline: float | None = None) -> None:
         """Until `infer` queues a request (or `deadline`, on the loop's clock, passes)."""

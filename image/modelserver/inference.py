@@ -8,7 +8,7 @@ canary as a second Helm release, and let the Service split traffic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from modelserver import errors
@@ -108,13 +108,9 @@ class ModelService:
                 runner = DirectRunner(caller, self.settings.batch_queue_size, self.metrics, labels)
             self.runners[(model.name, model.version, signature.name)] = runner
 
-    async def infer(self, model: LoadedModel, signature: Signature, inputs: Tensors) -> Tensors:
-        runner = self.runners[(model.name, model.version, signature.name)]
-        try:
-            return await runner.infer(inputs)
-        except errors.ServingError as error:
-            error.model_version = model.version_text
-            raise
+    def infer(self, model: LoadedModel, signature: Signature, inputs: Tensors) -> Awaitable[Tensors]:
+        """The runner's answer, to await. Errors are the runner's: callers tag them with the version."""
+        return self.runners[(model.name, model.version, signature.name)].infer(inputs)
 
     async def close(self) -> None:
         await asyncio.gather(*(runner.close() for runner in self.runners.values()))

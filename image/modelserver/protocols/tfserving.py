@@ -210,6 +210,24 @@ def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[
 # ---------------------------------------------------------------------------- handlers
 
 
+def predict_inputs(signature: Signature, document: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """A predict request's input arrays, and whether it used the row format ("instances")."""
+    has_rows, has_columns = "instances" in document, "inputs" in document
+    if has_rows == has_columns:
+        raise errors.invalid_argument(
+            "Missing 'instances' key"
+            if not has_rows
+            else "Request has both 'instances' and 'inputs'; use one"
+        )
+    if not has_rows:
+        return columnar_inputs(document["inputs"], signature), False
+    inputs = row_inputs(document["instances"], signature)
+    rows = {array.shape[0] for array in inputs.values()}
+    if len(rows) != 1:
+        raise errors.invalid_argument("all inputs of an instance must share dimension 0")
+    return inputs, True
+
+
 class TFServingAPI:
     def __init__(self, service: ModelService) -> None:
         self.service = service
@@ -234,34 +252,19 @@ class TFServingAPI:
             signature = self.service.signature(model, signature_name)
             verb = params["verb"]
             if verb == "predict":
-                payload = await self.predict(model, signature, document)
+                inputs, as_rows = predict_inputs(signature, document)
+                outputs = await self.service.infer(model, signature, inputs)
+                payload = (
+                    {"predictions": row_predictions(outputs)}
+                    if as_rows
+                    else {"outputs": columnar_outputs(outputs)}
+                )
             else:
                 payload = await self.examples(model, signature, document, verb or "")
         except errors.ServingError as error:
             error.model_version = model.version_text
             raise
         return Response(dumps(payload), model_version=model.version_text)
-
-    async def predict(
-        self, model: LoadedModel, signature: Signature, document: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        has_rows, has_columns = "instances" in document, "inputs" in document
-        if has_rows == has_columns:
-            raise errors.invalid_argument(
-                "Missing 'instances' key"
-                if not has_rows
-                else "Request has both 'instances' and 'inputs'; use one"
-            )
-        if has_rows:
-            inputs = row_inputs(document["instances"], signature)
-            rows = {array.shape[0] for array in inputs.values()}
-            if len(rows) != 1:
-                raise errors.invalid_argument("all inputs of an instance must share dimension 0")
-            outputs = await self.service.infer(model, signature, inputs)
-            return {"predictions": row_predictions(outputs)}
-        inputs = columnar_inputs(document["inputs"], signature)
-        outputs = await self.service.infer(model, signature, inputs)
-        return {"outputs": columnar_outputs(outputs)}
 
     async def examples(
         self, model: LoadedModel, signature: Signature, document: Mapping[str, Any], verb: str
