@@ -162,6 +162,11 @@ class Batcher:
     # The batcher waits for the next request on this future (set by `infer`), not on an
     # asyncio.Event: one plain future per wait instead of Event bookkeeping per request.
     waiter: asyncio.Future[None] | None = None
+    # While a batch is being collected: (requests, rows) already in it. An arriving request
+    # then wakes the batcher only if that ends the wait (the batch is full, or every request
+    # in flight is in it); otherwise the max-wait timer does, once per batch.
+    collected: tuple[int, int] | None = None
+    pending_rows: int = 0
     busy: bool = False  # taken requests not yet answered
     carried: WorkItem | None = None
     closing: bool = False
@@ -192,24 +197,40 @@ class Batcher:
         rows = leading_rows(inputs) if self.batchable else None
         key = stacking_key(inputs) if rows is not None else None
         future = loop.create_future()
-        self.pending.append(WorkItem(inputs, rows or 1, key, future, loop.time()))
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            wake(waiter)
+        item = WorkItem(inputs, rows or 1, key, future, loop.time())
+        self.pending.append(item)
+        self.pending_rows += item.rows
+        if self.waiter is not None and self._ends_wait():
+            self._wake_batcher()
         return future
 
-    async def _arrival(self, deadline: float | None = None) -> None:
-        """Until `infer` queues a request (or `deadline`, on the loop's clock, passes)."""
+    def _ends_wait(self) -> bool:
+        if self.collected is None:
+            return True  # idle: any request starts a batch
+        requests, rows = self.collected
+        return (
+            rows + self.pending_rows >= self.policy.max_size
+            or self.requests_in_flight() <= requests + len(self.pending)
+        )
+
+    def _wake_batcher(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            wake(waiter)
+
+    async def _arrival(self) -> None:
+        """Until `infer` (or the max-wait timer) wakes the batcher."""
         assert self.loop is not None
-        waiter = self.waiter = self.loop.create_future()
-        timer = None if deadline is None else self.loop.call_at(deadline, wake, waiter)
+        self.waiter = self.loop.create_future()
         try:
-            await waiter
+            await self.waiter
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _take(self) -> WorkItem:
+        item = self.pending.popleft()
+        self.pending_rows -= item.rows
+        return item
 
     async def _next_item(self) -> WorkItem:
         if self.carried is not None:
@@ -219,24 +240,36 @@ class Batcher:
             self.busy = False
             await self._arrival()
         self.busy = True
-        return self.pending.popleft()
+        return self._take()
 
     async def _collect(self, first: WorkItem) -> list[WorkItem]:
-        assert self.loop is not None
+        loop = self.loop
+        assert loop is not None
         batch, rows = [first], first.rows
         deadline = first.enqueued_at + self.policy.max_wait_seconds
-        while rows < self.policy.max_size:
-            if not self.pending:
-                if deadline <= self.loop.time() or self.requests_in_flight() <= len(batch):
+        timer: asyncio.TimerHandle | None = None
+        try:
+            while rows < self.policy.max_size:
+                if not self.pending:
+                    if deadline <= loop.time() or self.requests_in_flight() <= len(batch):
+                        break
+                    if timer is None:
+                        timer = loop.call_at(deadline, self._wake_batcher)
+                    self.collected = (len(batch), rows)
+                    try:
+                        await self._arrival()
+                    finally:
+                        self.collected = None
+                    continue
+                if rows + self.pending[0].rows > self.policy.max_size:
+                    self.carried = self._take()
                     break
-                await self._arrival(deadline)
-                continue
-            item = self.pending.popleft()
-            if rows + item.rows > self.policy.max_size:
-                self.carried = item
-                break
-            batch.append(item)
-            rows += item.rows
+                item = self._take()
+                batch.append(item)
+                rows += item.rows
+        finally:
+            if timer is not None:
+                timer.cancel()
         return [item for item in batch if not item.future.done()]
 
     async def _run_forever(self) -> None:

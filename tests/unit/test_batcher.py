@@ -32,8 +32,9 @@ class FakeCaller:
         return {"y": inputs["x"] * 2}
 
 
-def started(caller: FakeCaller, max_wait_s: float, in_flight: list[int]) -> Batcher:
-    batcher = Batcher(caller, BatchPolicy(32, max_wait_s, 16), LABELS, lambda: in_flight[0])  # type: ignore[arg-type]
+def started(caller: FakeCaller, max_wait_s: float, in_flight: list[int], max_size: int = 32) -> Batcher:
+    policy = BatchPolicy(max_size, max_wait_s, 16)
+    batcher = Batcher(caller, policy, LABELS, lambda: in_flight[0])  # type: ignore[arg-type]
     batcher.start(Metrics())
     return batcher
 
@@ -103,3 +104,49 @@ def test_close_refuses_new_requests_after_finishing_the_queue():
             await batcher.infer(request(1.0))
 
     asyncio.run(scenario())
+
+
+def test_arrivals_that_cannot_end_the_wait_do_not_wake_the_batcher():
+    async def scenario() -> tuple[FakeCaller, int]:
+        caller = FakeCaller()
+        batcher = started(caller, max_wait_s=0.3, in_flight=[100])  # others in flight: worth waiting
+        collecting_waits = 0
+        arrival = batcher._arrival
+
+        async def counted() -> None:
+            nonlocal collecting_waits
+            collecting_waits += batcher.collected is not None
+            await arrival()
+
+        batcher._arrival = counted  # type: ignore[method-assign]
+        futures = []
+        for value in range(5):
+            futures.append(batcher.infer(request(float(value))))
+            await asyncio.sleep(0.01)
+        results = await asyncio.gather(*futures)
+        assert [r["y"].tolist() for r in results] == [[2.0 * v] for v in range(5)]
+        await batcher.close()
+        return caller, collecting_waits
+
+    caller, collecting_waits = asyncio.run(scenario())
+    assert caller.calls == [[0.0, 1.0, 2.0, 3.0, 4.0]]
+    assert collecting_waits == 1, "the batcher was woken by arrivals that could not end its wait"
+
+
+def test_the_arrival_that_fills_the_batch_ends_the_wait_at_once():
+    async def scenario() -> tuple[FakeCaller, float]:
+        caller = FakeCaller()
+        batcher = started(caller, max_wait_s=5.0, in_flight=[100], max_size=4)
+        began = time.monotonic()
+        futures = []
+        for value in range(4):
+            futures.append(batcher.infer(request(float(value))))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*futures)
+        elapsed = time.monotonic() - began
+        await batcher.close()
+        return caller, elapsed
+
+    caller, elapsed = asyncio.run(scenario())
+    assert caller.calls == [[0.0, 1.0, 2.0, 3.0]]
+    assert elapsed < 1.0
