@@ -77,6 +77,7 @@ class Release:
         stack = self._values_stack(files)
         self.helm.install(stack, sets, wait=True, timeout=f"{self.timeout_s}s")
         self._remember(stack, sets)
+        self.wait_reachable()
 
     def upgrade(
         self,
@@ -174,6 +175,28 @@ class Release:
     @property
     def base_url(self) -> str:
         return f"http://{self.node_address}:{self.node_port}"
+
+    def wait_reachable(self, timeout_s: float = 60) -> float:
+        """Until the Service answers ready through the NodePort; returns the seconds it took.
+
+        helm's --wait ends when the pods are Ready, but kube-proxy programs a new Service's
+        NodePort on its next sync, so for a moment after a fresh install 127.0.0.1:<port>
+        refuses connections. Tests measure the release from the moment it is reachable.
+        """
+        began = time.monotonic()
+        last_error: Exception | None = None
+        while time.monotonic() - began < timeout_s:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/v2/health/ready", timeout=5) as response:
+                    if response.status == 200:
+                        return time.monotonic() - began
+            except OSError as error:  # URLError, refused, reset, timeout
+                last_error = error
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"{self.namespace}/{self.name}: pods are Ready but {self.base_url}/v2/health/ready "
+            f"did not answer 200 within {timeout_s:.0f}s (last error: {last_error})"
+        )
 
     def model_metadata(self, model: str = "anomaly") -> dict:
         """Open Inference Protocol model metadata, through the Service."""
