@@ -61,7 +61,7 @@ docs: venv ## regenerate chart/README.md (helm-docs) from values.yaml comments
 # Benchmarks (tests/bench): ours vs naive Flask, MLServer, BentoML and the no-model ceiling.
 BENCH := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.run
 
-bench: venv ## side-by-side benchmark (~30 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
+bench: venv ## side-by-side benchmark (~15 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
 	$(BENCH) $(BENCH_ARGS)
 
 bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
