@@ -30,8 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import yaml
 from ops import cluster, image_load, kube
 from ops.ct_output import CtOutput, Result, table
 from ops.paths import BIN_DIR, REPO_ROOT, REPORTS_DIR
+from ops.progress import Steps
 
 CT_CONFIG = REPO_ROOT / "ct.yaml"
 CHART = "chart"
@@ -55,12 +55,7 @@ def log(message: str) -> None:
     print(f"[ct-install] {message}", flush=True)
 
 
-@contextmanager
-def step(name: str) -> Iterator[None]:
-    started = time.monotonic()
-    log(f"{name} ...")
-    yield
-    log(f"{name}: done ({time.monotonic() - started:.1f}s)")
+step = Steps(log).step
 
 
 # ---------------------------------------------------------------------- what ct will run

@@ -24,13 +24,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ops import apt, docker
 from ops.paths import REPO_ROOT, cache_root
+from ops.progress import Steps
 
 IMAGE_NAME = "tf-model-server"
 APP_VERSION = "0.1.0"
@@ -61,12 +61,7 @@ def log(message: str) -> None:
     print(f"[image] {message}", flush=True)
 
 
-@contextmanager
-def step(name: str) -> Iterator[None]:
-    started = time.monotonic()
-    log(f"{name} ...")
-    yield
-    log(f"{name}: done in {time.monotonic() - started:.1f}s")
+step = Steps(log).step
 
 
 def run(command: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -17,12 +17,11 @@ import argparse
 import json
 import secrets
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from ops import cluster, kube, predict
+from ops.progress import Steps
 from ops.release import CHART_DIR, Release, ReleaseError
 
 RELEASE_NAME = "smoke"
@@ -33,26 +32,6 @@ DNS_CHECK = "import socket, sys; name = sys.argv[1]; print(name, '->', socket.ge
 
 def log(message: str) -> None:
     print(f"[smoke] {message}", flush=True)
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.results: list[tuple[str, float, str]] = []
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        started = time.monotonic()
-        log(f"{name} ...")
-        try:
-            yield
-        except BaseException:
-            self.results.append((name, time.monotonic() - started, "FAILED"))
-            raise
-        self.results.append((name, time.monotonic() - started, "ok"))
-
-    def summary(self) -> str:
-        lines = [f"  {seconds:6.1f}s  {status:6}  {name}" for name, seconds, status in self.results]
-        return "\n".join([*lines, f"  {sum(s for _, s, _ in self.results):6.1f}s  total"])
 
 
 def free_node_port(kubeconfig: Path) -> int:
@@ -172,7 +151,7 @@ def dry_run_scenarios(release: Release) -> list[str]:
 
 
 def run(keep: bool = False) -> None:
-    steps = Steps()
+    steps = Steps(log)
     kubeconfig = cluster.current_kubeconfig()
     namespace = f"tfms-smoke-{secrets.token_hex(3)}"
     release = Release(RELEASE_NAME, namespace, kubeconfig)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from ops import k8s_build, kube
@@ -28,6 +27,7 @@ from ops.local_cluster import (
     layout,
     services,
 )
+from ops.progress import Steps
 
 APISERVER_TIMEOUT = 180
 READY_TIMEOUT = 180
@@ -43,27 +43,6 @@ STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedu
 
 def log(message: str) -> None:
     print(f"[local] {message}", flush=True)
-
-
-class Steps:
-    """Times each bring-up step and prints a summary."""
-
-    def __init__(self) -> None:
-        self.durations: list[tuple[str, float]] = []
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        started = time.monotonic()
-        log(f"{name} ...")
-        yield
-        elapsed = time.monotonic() - started
-        self.durations.append((name, elapsed))
-        log(f"{name}: {elapsed:.1f}s")
-
-    def summary(self) -> str:
-        total = sum(seconds for _, seconds in self.durations)
-        lines = [f"  {seconds:6.1f}s  {name}" for name, seconds in self.durations]
-        return "\n".join([*lines, f"  {total:6.1f}s  total"])
 
 
 # ---------------------------------------------------------------------------- status
@@ -206,7 +185,7 @@ def fresh_run_dir() -> None:
 
 
 def up() -> Path:
-    steps = Steps()
+    steps = Steps(log)
     with steps.step("host: root, packages, kernel settings"):
         host.require_root()
         host.check_not_foreign_install()
