@@ -7,6 +7,7 @@ standard library only.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 import sys
@@ -30,6 +31,16 @@ def ensure_venv() -> Path:
     venv_dir = cache_root() / f"venv-{requirements_key()}"
     if (venv_dir / READY_MARKER).exists():
         return venv_dir
+    venv_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two clones (or a clone and CI) may build the same venv at once: one builds, the other waits.
+    with (venv_dir.parent / f"{venv_dir.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv_dir / READY_MARKER).exists():
+            build_venv(venv_dir)
+    return venv_dir
+
+
+def build_venv(venv_dir: Path) -> None:
     started = time.monotonic()
     print(f"[venv] building {venv_dir} (pinned requirements changed or first run)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv_dir)], check=True)
@@ -38,7 +49,6 @@ def ensure_venv() -> Path:
     subprocess.run([*pip, "install", "-r", str(REPO_ROOT / "requirements-dev.txt")], check=True)
     (venv_dir / READY_MARKER).write_text(requirements_key())
     print(f"[venv] ready in {time.monotonic() - started:.0f}s", flush=True)
-    return venv_dir
 
 
 def link_venv(venv_dir: Path) -> None:
