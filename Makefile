@@ -14,7 +14,7 @@ PY := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image $(CURDIR)/$(VENV)/bin/python
 OPS := $(PY) -m ops
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help venv tools test unit chart-test lint serve image load up down k8s-build \
+.PHONY: help venv tools test unit chart-test lint serve image load kind-image up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
         bench bench-smoke docs
 
@@ -24,7 +24,7 @@ help: ## list the targets
 venv: ## Python env (cached outside the clone, linked at .venv)
 	@PYTHONPATH=$(CURDIR)/scripts $(PYTHON) -m ops.venv
 
-test: venv ## fast suites, no cluster: server unit tests + chart rendering tests
+test: venv tools ## fast suites, no cluster: server unit tests + chart rendering tests (installs what they need)
 	$(PY) -m pytest tests/unit tests/chart
 
 unit: venv ## server unit tests only
@@ -43,16 +43,16 @@ image: venv ## images tf-model-server:{0.1.0,v1,v2} (offline debootstrap base wh
 image-startup: venv ## container start -> ready vs `import tensorflow` + model load (median of 3)
 	$(OPS).image startup-time
 
-# Chart tooling (ops.tools: helm, ct + etc/ + yamllint/yamale, kind, helm-docs). Other tools
-# append their own installer line to this recipe.
+# Pinned tools (ops.tools: helm, ct + etc/ + yamllint/yamale, kind, helm-docs, actionlint; kubectl
+# from ops.k8s_build). Every target that needs one depends on `tools`; a cached tool is only re-linked.
 tools: venv ## pinned tools into ./bin (download, else go install; cached outside the clone)
 	$(OPS).tools install
 	$(OPS).k8s_build kubectl
 
-chart-test: venv ## chart rendering tests only (bin/helm template; needs `make tools`)
+chart-test: venv tools ## chart rendering tests only (bin/helm template)
 	$(PY) -m pytest tests/chart
 
-lint: venv ## chart README fresh, helm lint --strict (+ ci values), ct lint --all, yamllint, ruff
+lint: venv tools ## chart README fresh, helm lint --strict (+ ci values), ct lint --all, yamllint, ruff
 	$(OPS).lint
 
 docs: venv ## regenerate chart/README.md (helm-docs) from values.yaml comments
@@ -68,37 +68,40 @@ bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceil
 	$(BENCH) --smoke $(BENCH_ARGS)
 
 # End-to-end suites (tests/e2e) on a real cluster: upgrade, healing, scaling, disruption.
-e2e: venv ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
+e2e: venv tools ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
 	$(PY) -m pytest tests/e2e --cluster $(CLUSTER) $(PYTEST_ARGS)
 
 # Clusters (ops.cluster; the local one is ops.local_cluster, built by ops.k8s_build).
-cluster-up: venv ## start the cluster (CLUSTER=auto|kind|local|existing); ends with `export KUBECONFIG=...`
+cluster-up: venv tools ## start the cluster (CLUSTER=auto|kind|local|existing); ends with `export KUBECONFIG=...`
 	$(OPS).cluster up --provider $(CLUSTER)
 
-cluster-down: venv ## delete the cluster; the local one leaves no process, mount, interface or rule behind
+cluster-down: venv tools ## delete the cluster; the local one leaves no process, mount, interface or rule behind
 	$(OPS).cluster down --provider $(CLUSTER)
 
-cluster-status: venv ## which cluster is up, its components, nodes and pods
+cluster-status: venv tools ## which cluster is up, its components, nodes and pods
 	$(OPS).cluster status --provider $(CLUSTER)
 
 kubeconfig: venv ## print the path of the running cluster's kubeconfig
 	@$(OPS).cluster kubeconfig --provider $(CLUSTER)
 
-k8s-build: venv ## Kubernetes, etcd, CoreDNS, metrics-server, crictl + component images for CLUSTER=local (cached)
+k8s-build: venv tools ## Kubernetes, etcd, CoreDNS, metrics-server, crictl + component images for CLUSTER=local (cached)
 	$(OPS).k8s_build all
 
-load: venv ## load tf-model-server:{0.1.0,v1,v2} into the running cluster (kind, or local containerd)
-	$(OPS).image load --provider $(CLUSTER)
+load: venv tools ## load tf-model-server:{0.1.0,v1,v2} into the running cluster (kind, or local containerd)
+	$(OPS).image_load --provider $(CLUSTER)
 
-up: venv ## cluster + image + load + helm install on NodePort 30080, then prints a curl that works
+kind-image: venv tools ## kind's node image built offline with `kind build node-image` (when the public one can't be pulled)
+	$(OPS).kind_image build
+
+up: venv tools ## cluster + image + load + helm install on NodePort 30080, then prints a curl that works
 	$(OPS).quickstart up --provider $(CLUSTER)
 
-down: venv ## undo `make up`: delete the cluster (CLUSTER=existing: only the release and its namespace)
+down: venv tools ## undo `make up`: delete the cluster (CLUSTER=existing: only the release and its namespace)
 	$(OPS).quickstart down --provider $(CLUSTER)
 
-smoke: venv ## on the running cluster: chart defaults in a restricted namespace, helm test, DNS, NodePort prediction, ci/ dry-runs
+smoke: venv tools ## on the running cluster: chart defaults in a restricted namespace, helm test, DNS, NodePort prediction, ci/ dry-runs
 	$(OPS).smoke
 
 # chart-testing for real (ops.chart_testing): CT_ARGS='--helm-timeout 120s', '--keep'.
-ct-install: venv ## ct install of every chart/ci scenario (+ helm test) on the cluster that is up; time + result table
+ct-install: venv tools ## ct install of every chart/ci scenario (+ helm test) on the cluster that is up; time + result table
 	$(OPS).chart_testing --provider $(CLUSTER) $(CT_ARGS)

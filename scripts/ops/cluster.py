@@ -1,14 +1,18 @@
-"""Which Kubernetes the tests run on, and its lifecycle: up, down, status, kubeconfig.
+"""Which Kubernetes the tests run on, and its lifecycle: the one place providers and actions compose.
 
-Providers:
-  kind      users' default: a kind cluster (Docker, pinned node image), see ops.kind_cluster
-  local     the offline single-node cluster from upstream binaries, see ops.local_cluster
+Providers (ops.providers):
+  kind      users' default: 1 control-plane + KIND_WORKERS workers (default 2) in Docker
+  local     the offline single-node cluster from upstream binaries (ops.local_cluster)
   existing  whatever $KUBECONFIG points at (never created or deleted here)
-  auto      kind when kind can run (Docker answers and the pinned node image is present or
-            pullable), else local; says which and why
+  auto      the cluster an earlier `up` started if it is still up; else kind when kind can
+            run (Docker answers and the pinned node image is present or pullable, or the
+            offline node image is built); else local. Says which and why.
 
-`up` records the provider in <cache>/cluster/current.json, so `down`, `status`,
-`kubeconfig` and image loading with `auto` act on the cluster that is actually up.
+`up` = provider.up(), then the actions every cluster gets, in order: the pod network
+(only where the provider comes up without one), every node Ready, metrics-server, a
+default StorageClass. Each action is idempotent, so `up` on a cluster that is up
+changes nothing. `up` records the provider in <cache>/cluster/current.json, so `down`,
+`status`, `kubeconfig` and image loading with `auto` act on the cluster that is up.
 
 ``python -m ops.cluster {up,down,status,kubeconfig} [--provider auto|kind|local|existing]``
 """
@@ -20,14 +24,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import kind_cluster, kube
-from ops.local_cluster import provider as local
+from ops import providers
+from ops.actions import metrics_server, nodes, pod_network, storage
 from ops.paths import cache_root
+from ops.progress import Steps
+from ops.providers import Provider
 
-PROVIDERS = ("auto", "kind", "local", "existing")
+PROVIDERS = ("auto", *providers.NAMES)
 
 
 def log(message: str) -> None:
@@ -61,62 +68,54 @@ def forget() -> None:
     state_file().unlink(missing_ok=True)
 
 
-def existing_kubeconfig() -> Path:
-    value = os.environ.get("KUBECONFIG", "")
-    path = Path(value.split(os.pathsep)[0]) if value else Path.home() / ".kube" / "config"
-    if not path.exists():
-        raise SystemExit(f"CLUSTER=existing needs KUBECONFIG pointing at a kubeconfig; {path} does not exist")
-    return path
-
-
-def still_up(current: Current) -> bool:
-    if current.provider == "local":
-        return local.healthy()
-    if current.provider == "kind":
-        return kind_cluster.exists()
-    return False
-
-
-def choose_for_up(requested: str) -> str:
+def choose_for_up(requested: str) -> Provider:
     if requested != "auto":
         log(f"provider {requested} (requested)")
-        return requested
+        return providers.get(requested)
     current = recorded()
-    if current is not None and still_up(current):
-        log(f"provider {current.provider}: already up (recorded by an earlier cluster-up)")
-        return current.provider
-    ok, reason = kind_cluster.can_run()
+    if current is not None and current.provider != "existing":
+        provider = providers.get(current.provider)
+        if provider.healthy():
+            log(f"provider {current.provider}: already up (recorded by an earlier cluster-up)")
+            return provider
+    kind = providers.get("kind")
+    ok, reason = kind.can_run()
     if ok:
         log(f"provider kind: {reason}")
-        return "kind"
+        return kind
     log(f"provider local: kind cannot run here because {reason}")
-    return "local"
+    return providers.get("local")
 
 
 def resolve(requested: str) -> Current | None:
     """The cluster an operation acts on: the requested provider, or with auto the recorded one."""
-    if requested == "existing":
-        return Current("existing", existing_kubeconfig())
-    current = recorded()
     if requested == "auto":
-        return current
-    if requested == "kind":
-        return Current("kind", kind_cluster.kubeconfig())
-    return Current("local", local.kubeconfig())
+        return recorded()
+    return Current(requested, providers.get(requested).kubeconfig())
+
+
+def run_actions(provider: Provider, kubeconfig: Path) -> None:
+    """What every cluster gets after its provider brought it up (ops.actions), in order."""
+    steps = Steps(log)
+    if provider.needs_pod_network:
+        with steps.step("pod network: flannel"):
+            pod_network.install(kubeconfig, provider.pod_subnet)
+    if provider.expected_nodes:
+        with steps.step(f"{provider.expected_nodes} node(s) Ready"):
+            nodes.wait_ready(kubeconfig, provider.expected_nodes)
+    with steps.step("metrics-server answering (kubectl top)"):
+        metrics_server.install(kubeconfig)
+    with steps.step("default StorageClass"):
+        storage.ensure_default(kubeconfig, provider.host_volumes_dir)
+    log(f"actions:\n{steps.summary()}")
 
 
 def up(requested: str) -> Current:
-    name = choose_for_up(requested)
-    if name == "kind":
-        config = kind_cluster.up()
-    elif name == "local":
-        config = local.up()
-    else:
-        config = existing_kubeconfig()
-        if not kube.succeeds(config, "get", "--raw=/readyz"):
-            raise SystemExit(f"the cluster in {config} does not answer /readyz")
-        log(f"existing cluster at {config} answers")
-    current = Current(name, config)
+    provider = choose_for_up(requested)
+    config = provider.up()
+    if provider.name != "existing":
+        run_actions(provider, config)
+    current = Current(provider.name, config)
     record(current)
     return current
 
@@ -124,18 +123,14 @@ def up(requested: str) -> Current:
 def down(requested: str) -> None:
     current = resolve(requested)
     if current is None:
-        if local.layout.OWNER_MARKER.exists() or local.layout.STATE_DIR.exists():
+        local = providers.LocalProvider()
+        if local.left_state():
             log("no cluster recorded, but a local cluster left state behind: cleaning it")
             local.down()
         else:
             log("no cluster recorded as up: nothing to do")
         return
-    if current.provider == "kind":
-        kind_cluster.down()
-    elif current.provider == "local":
-        local.down()
-    else:
-        log("existing cluster: left as it is (never deleted from here)")
+    providers.get(current.provider).down()
     forget()
 
 
@@ -144,16 +139,10 @@ def status(requested: str) -> int:
     if current is None:
         print("no cluster is up (make cluster-up)")
         return 1
+    provider = providers.get(current.provider)
     print(f"provider: {current.provider}\nkubeconfig: {current.kubeconfig}")
-    if current.provider == "local":
-        print(local.status())
-        return 0 if local.healthy() else 1
-    if current.provider == "kind":
-        print(kind_cluster.status())
-        return 0
-    result = kube.kubectl(current.kubeconfig, "get", "nodes", "-o", "wide", check=False)
-    print(result.stdout + result.stderr)
-    return result.returncode
+    print(provider.status())
+    return 0 if provider.healthy() else 1
 
 
 def current_kubeconfig(requested: str = "auto") -> Path:
@@ -162,6 +151,14 @@ def current_kubeconfig(requested: str = "auto") -> Path:
     if current is None or not current.kubeconfig.exists():
         raise SystemExit("no cluster is up: run `make cluster-up` (or set CLUSTER=existing KUBECONFIG=...)")
     return current.kubeconfig
+
+
+def load_images(images: Sequence[str], requested: str = "auto") -> tuple[str, list[str]]:
+    """Load local Docker images into the cluster that is up; returns (provider, images loaded)."""
+    current = resolve(requested)
+    if current is None:
+        raise SystemExit("no cluster is up: run `make cluster-up` first")
+    return current.provider, providers.get(current.provider).load_images(images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,17 @@ def ensure_daemon() -> None:
             log(f"daemon ready in {time.monotonic() - started:.1f}s")
 
 
+def image_id(image: str) -> str | None:
+    """The local image's ID (None when Docker has no image of that name)."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 @dataclass(frozen=True)
 class BuildClient:
     """A docker client binary plus the environment that makes `docker build` use BuildKit."""

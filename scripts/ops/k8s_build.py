@@ -9,11 +9,14 @@ carries is produced here and cached under ``<cache>/tools/<name>-<version>/``:
   Versions are stamped via ldflags: kubeadm refuses unversioned control planes and helm's
   ``kubeVersion`` checks read the apiserver's version.
 * etcd, CoreDNS, metrics-server, crictl, local-path-provisioner (kind's default
-  StorageClass) and a pause binary, from the Go module proxy.
+  StorageClass), flannel (the kind cluster's pod network here) and a pause binary, from
+  the Go module proxy.
 * Component images under the names kubeadm v1.32 expects (``kubeadm config images
-  list``), written as OCI archives: each static binary on an empty root; kube-proxy on a
-  small Debian root because it execs iptables/ip6tables/conntrack (the same root, alone,
-  is local-path-provisioner's helper image: its helper pods run sh, mkdir and rm).
+  list``) and kind's node image expects, written as OCI archives (with a docker-style
+  manifest.json too, which `kind build node-image` reads): each static binary on an empty
+  root; kube-proxy and flanneld on a small Debian root because they exec iptables,
+  ip6tables and conntrack (the same root, alone, is local-path-provisioner's helper
+  image: its helper pods run sh, mkdir and rm).
 
 ``python -m ops.k8s_build {kubectl,binaries,images,all}``.
 """
@@ -29,19 +32,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import oci
-from ops.paths import cache_root
-from ops.toolcache import (
-    download,
-    go_build_module,
-    go_env,
-    go_install,
-    link_into_bin,
-    log,
-    tool_dir,
+from ops import debian, oci
+from ops.paths import cache_root, kubernetes_binary, tool_dir
+from ops.pins import (
+    COREDNS_IMAGE,
+    COREDNS_VERSION,
+    CRICTL_VERSION,
+    ETCD_IMAGE,
+    ETCD_VERSION,
+    FLANNEL_IMAGE,
+    FLANNEL_VERSION,
+    KIND_STORAGE_IMAGES,
+    KUBE_COMPONENT_IMAGES,
+    KUBERNETES_VERSION,
+    LOCAL_PATH_HELPER_IMAGE,
+    LOCAL_PATH_IMAGE,
+    LOCAL_PATH_VERSION,
+    METRICS_SERVER_IMAGE,
+    METRICS_SERVER_VERSION,
+    PAUSE_IMAGE,
+    PAUSE_VERSION,
 )
+from ops.toolcache import download, go_build_module, go_env, go_install, link_into_bin, log
 
-KUBERNETES_VERSION = "v1.32.9"
 # k8s.io/kubernetes requires its staging repos at v0.0.0 and replaces them with ./staging;
 # a wrapper module must replace each with the matching published version instead.
 KUBERNETES_STAGING_MODULES = (
@@ -86,27 +99,10 @@ KUBERNETES_BINARIES = (
     "kube-proxy",
     "kubectl",
 )
-ETCD_VERSION = "v3.5.16"
-COREDNS_VERSION = "v1.11.3"
-METRICS_SERVER_VERSION = "v0.7.2"
-CRICTL_VERSION = "v1.34.0"  # v1.32.x is not on the module proxy; v1.34 speaks CRI v1 to containerd 1.6
-PAUSE_VERSION = "3.10"
-# kind's default StorageClass ("standard", rancher.io/local-path); kind v0.26 ships v0.0.30.
-LOCAL_PATH_VERSION = "v0.0.30"
-DEBIAN_SUITE = "bookworm"
 # Every binary is static: they run in empty images and on hosts without matching libcs.
 STATIC_ENV = {"CGO_ENABLED": "0"}
-KUBE_PROXY_BASE_PACKAGES = ("iptables", "conntrack")
-
-IMAGE_REPOSITORY = "registry.k8s.io"
-# Names and tags exactly as kubeadm v1.32 derives them (cmd/kubeadm/app/images, constants).
-ETCD_IMAGE = f"{IMAGE_REPOSITORY}/etcd:{ETCD_VERSION.removeprefix('v')}-0"
-COREDNS_IMAGE = f"{IMAGE_REPOSITORY}/coredns/coredns:{COREDNS_VERSION}"
-PAUSE_IMAGE = f"{IMAGE_REPOSITORY}/pause:{PAUSE_VERSION}"
-METRICS_SERVER_IMAGE = f"{IMAGE_REPOSITORY}/metrics-server/metrics-server:{METRICS_SERVER_VERSION}"
-# Not kubeadm's: names of our own, never pulled (the local cluster imports them).
-LOCAL_PATH_IMAGE = f"tfms.local/local-path-provisioner:{LOCAL_PATH_VERSION}"
-LOCAL_PATH_HELPER_IMAGE = f"tfms.local/local-path-helper:{DEBIAN_SUITE}"  # sh, mkdir, rm for its helper pods
+# kube-proxy and flanneld exec iptables/ip6tables (and kube-proxy conntrack) from their image.
+NETWORK_BASE_PACKAGES = ("iptables", "conntrack")
 
 # The pause container: PID 1 of every pod sandbox. Sleeps, reaps zombies, exits 0 on
 # SIGINT/SIGTERM (what build/pause/linux/pause.c does, in Go because Go is already here).
@@ -143,10 +139,6 @@ def go_arch() -> str:
 
 def kubernetes_dir() -> Path:
     return tool_dir("kubernetes", KUBERNETES_VERSION)
-
-
-def kubernetes_binary(name: str) -> Path:
-    return kubernetes_dir() / "bin" / name
 
 
 def _binary_ready(directory: Path, name: str) -> bool:
@@ -296,6 +288,11 @@ def ensure_local_path_provisioner() -> Path:
     )
 
 
+def ensure_flannel() -> Path:
+    stamp = f"-s -w -X github.com/flannel-io/flannel/pkg/version.Version={FLANNEL_VERSION}"
+    return _go_install_tool("flannel", FLANNEL_VERSION, "github.com/flannel-io/flannel", "flannel", stamp)
+
+
 def ensure_pause() -> Path:
     directory = tool_dir("pause", PAUSE_VERSION)
     if not _binary_ready(directory, "pause"):
@@ -322,6 +319,7 @@ def ensure_binaries() -> None:
         ensure_coredns,
         ensure_metrics_server,
         ensure_local_path_provisioner,
+        ensure_flannel,
     ):
         started = time.monotonic()
         path = ensure()
@@ -342,58 +340,12 @@ def link_tools() -> None:
 
 
 def images_dir() -> Path:
-    return cache_root() / "images" / f"kubernetes-{KUBERNETES_VERSION}"
+    # "-2": archives carry Docker's manifest.json too (kind reads it); older caches lack it.
+    return cache_root() / "images" / f"kubernetes-{KUBERNETES_VERSION}-2"
 
 
 def archive_path(image: str) -> Path:
     return images_dir() / (image.replace("/", "_").replace(":", "_") + ".oci.tar")
-
-
-def debian_rootfs_layer(packages: Sequence[str]) -> Path:
-    """An uncompressed layer with a minimal Debian root plus packages (debootstrap, cached)."""
-    from ops.image import apt_mirror, ensure_debootstrap  # the server image's base uses the same
-
-    layer = cache_root() / "base" / f"debian-{DEBIAN_SUITE}-minbase-{'-'.join(packages)}.tar"
-    if layer.exists():
-        return layer
-    layer.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tfms-rootfs-", dir=layer.parent) as rootfs:
-        subprocess.run(
-            [
-                ensure_debootstrap(),
-                "--variant=minbase",
-                f"--include={','.join(packages)}",
-                DEBIAN_SUITE,
-                rootfs,
-                apt_mirror(),
-            ],
-            check=True,
-        )
-        partial = layer.with_suffix(".partial")
-        excluded = (
-            "./usr/share/doc",
-            "./usr/share/man",
-            "./usr/share/locale",
-            "./var/cache/apt",
-            "./var/lib/apt/lists",
-        )
-        subprocess.run(
-            [
-                "tar",
-                "--numeric-owner",
-                *[f"--exclude={path}" for path in excluded],
-                "-C",
-                rootfs,
-                "-cf",
-                str(partial),
-                ".",
-            ],
-            check=True,
-        )
-        partial.replace(layer)
-    log(f"debootstrap {DEBIAN_SUITE} + {', '.join(packages)}: {layer} ({time.monotonic() - started:.0f}s)")
-    return layer
 
 
 @dataclass(frozen=True)
@@ -407,40 +359,49 @@ class ComponentImage:
     debian_base: bool = False
 
 
+def _binary(name: str, version: str, binary: str | None = None) -> Path:
+    return tool_dir(name, version) / "bin" / (binary or name)
+
+
 def component_images() -> list[ComponentImage]:
-    """Every image a kubeadm v1.32 control plane, CoreDNS, metrics-server and the pods need."""
+    """Every image a kubeadm v1.32 control plane, CoreDNS, metrics-server, storage and flannel need."""
     k8s = [
         ComponentImage(
-            f"{IMAGE_REPOSITORY}/{name}:{KUBERNETES_VERSION}",
+            image,
             kubernetes_binary(name),
             f"/usr/local/bin/{name}",
             (f"/usr/local/bin/{name}",),
             debian_base=name == "kube-proxy",
         )
-        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+        for name, image in KUBE_COMPONENT_IMAGES.items()
     ]
+    provisioner = _binary("local-path-provisioner", LOCAL_PATH_VERSION)
+    provisioner_path = "/usr/local/bin/local-path-provisioner"
     return [
         *k8s,
-        ComponentImage(
-            ETCD_IMAGE, tool_dir("etcd", ETCD_VERSION) / "bin/etcd", "/usr/local/bin/etcd", ("etcd",)
-        ),
-        ComponentImage(
-            COREDNS_IMAGE, tool_dir("coredns", COREDNS_VERSION) / "bin/coredns", "/coredns", ("/coredns",)
-        ),
-        ComponentImage(PAUSE_IMAGE, tool_dir("pause", PAUSE_VERSION) / "bin/pause", "/pause", ("/pause",)),
+        ComponentImage(ETCD_IMAGE, _binary("etcd", ETCD_VERSION), "/usr/local/bin/etcd", ("etcd",)),
+        ComponentImage(COREDNS_IMAGE, _binary("coredns", COREDNS_VERSION), "/coredns", ("/coredns",)),
+        ComponentImage(PAUSE_IMAGE, _binary("pause", PAUSE_VERSION), "/pause", ("/pause",)),
         ComponentImage(
             METRICS_SERVER_IMAGE,
-            tool_dir("metrics-server", METRICS_SERVER_VERSION) / "bin/metrics-server",
+            _binary("metrics-server", METRICS_SERVER_VERSION),
             "/metrics-server",
             ("/metrics-server",),
         ),
-        ComponentImage(
-            LOCAL_PATH_IMAGE,
-            tool_dir("local-path-provisioner", LOCAL_PATH_VERSION) / "bin/local-path-provisioner",
-            "/usr/local/bin/local-path-provisioner",
-            ("/usr/local/bin/local-path-provisioner",),
-        ),
+        ComponentImage(LOCAL_PATH_IMAGE, provisioner, provisioner_path, (provisioner_path,)),
         ComponentImage(LOCAL_PATH_HELPER_IMAGE, None, "", ("/bin/sh",), debian_base=True),
+        # kind's node image names the same two images its own way (its default StorageClass).
+        ComponentImage(
+            KIND_STORAGE_IMAGES["provisioner"], provisioner, provisioner_path, (provisioner_path,)
+        ),
+        ComponentImage(KIND_STORAGE_IMAGES["helper"], None, "", ("/bin/sh",), debian_base=True),
+        ComponentImage(
+            FLANNEL_IMAGE,
+            _binary("flannel", FLANNEL_VERSION),
+            "/opt/bin/flanneld",
+            ("/opt/bin/flanneld",),
+            debian_base=True,
+        ),
     ]
 
 
@@ -449,7 +410,7 @@ def ensure_image(image: ComponentImage) -> Path:
     if dest.exists():
         return dest
     with tempfile.TemporaryDirectory(dir=images_dir()) as scratch:
-        layers = [debian_rootfs_layer(KUBE_PROXY_BASE_PACKAGES)] if image.debian_base else []
+        layers = [debian.rootfs_tarball(NETWORK_BASE_PACKAGES)] if image.debian_base else []
         if image.binary is not None:
             files = {image.path_in_image: image.binary}
             layers.append(oci.files_layer(Path(scratch) / "binary.tar", files, ("tmp",)))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ops.paths import BIN_DIR
+from ops.paths import BIN_DIR, kubernetes_binary
 
 
 class ToolMissing(RuntimeError):
@@ -23,9 +23,7 @@ def tool(name: str) -> str:
     if pinned.exists():
         return str(pinned)
     if name == "kubectl":
-        from ops import k8s_build
-
-        cached = k8s_build.kubernetes_binary("kubectl")
+        cached = kubernetes_binary("kubectl")
         if cached.exists():
             return str(cached)
     found = shutil.which(name)

@@ -1,4 +1,4 @@
-"""`make lint`: chart docs, helm lint --strict, ct lint, yamllint, ruff; every step runs.
+"""`make lint`: chart docs, helm lint --strict, ct lint, yamllint, actionlint, ruff; every step runs.
 
 Each step prints its command and time; the exit status is non-zero if any step failed, and
 the summary names which.
@@ -47,6 +47,7 @@ def steps() -> list[Step]:
     result += [
         Step("ct lint --all", [str(BIN_DIR / "ct"), "lint", "--config", "ct.yaml", "--all"]),
         Step("yamllint", [str(VENV_BIN / "yamllint"), "--strict", *YAML_PATHS]),
+        Step("actionlint (.github/workflows)", [str(BIN_DIR / "actionlint")]),
         Step("ruff check", [str(VENV_BIN / "ruff"), "check", "."]),
         Step("ruff format --check", [str(VENV_BIN / "ruff"), "format", "--check", "."]),
     ]
@@ -54,7 +55,7 @@ def steps() -> list[Step]:
 
 
 def missing_tools() -> list[str]:
-    needed = ("helm", "ct", "helm-docs", "yamllint", "yamale")
+    needed = ("helm", "ct", "helm-docs", "actionlint", "yamllint", "yamale")
     return [f"bin/{name}" for name in needed if not (BIN_DIR / name).exists()]
 
 

@@ -1,4 +1,4 @@
-"""Write container images as OCI archives without a daemon or a registry.
+"""Write container images as OCI archives (plus Docker's manifest.json) without a daemon or a registry.
 
 The local cluster's component images are a static binary on an empty root (or on a
 small Debian root for kube-proxy). Writing the OCI layout directly needs neither
@@ -70,9 +70,13 @@ def files_layer(dest: Path, files: Mapping[str, Path], directories: Sequence[str
     return dest
 
 
+def _blob_path(digest: str) -> str:
+    return f"blobs/sha256/{digest.split(':', 1)[1]}"
+
+
 def _blob(tar: tarfile.TarFile, data: bytes) -> tuple[str, int]:
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    info = tarfile.TarInfo(f"blobs/sha256/{digest.split(':', 1)[1]}")
+    info = tarfile.TarInfo(_blob_path(digest))
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
     return digest, len(data)
@@ -90,7 +94,7 @@ def write_archive(spec: ImageSpec, dest: Path) -> Path:
         for layer in spec.layers:
             digest = file_digest(layer)
             size = layer.stat().st_size
-            info = tarfile.TarInfo(f"blobs/sha256/{digest.split(':', 1)[1]}")
+            info = tarfile.TarInfo(_blob_path(digest))
             info.size = size
             with layer.open("rb") as handle:
                 tar.addfile(info, handle)
@@ -130,9 +134,19 @@ def write_archive(spec: ImageSpec, dest: Path) -> Path:
                 }
             ],
         }
+        # Docker's `docker save` layout beside the OCI one (as `docker save` writes since v25):
+        # kind's node-image build reads RepoTags from it; containerd's import reads index.json.
+        docker_manifest = [
+            {
+                "Config": _blob_path(config_digest),
+                "RepoTags": [spec.name],
+                "Layers": [_blob_path(layer["digest"]) for layer in layer_descriptors],
+            }
+        ]
         for name, payload in (
             ("oci-layout", {"imageLayoutVersion": "1.0.0"}),
             ("index.json", index),
+            ("manifest.json", docker_manifest),
         ):
             data = json.dumps(payload).encode()
             info = tarfile.TarInfo(name)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops import kube
+from ops import cluster, kube
 from ops.paths import REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "chart"
@@ -202,8 +202,6 @@ def parse_set(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ops import cluster
-
     parser = argparse.ArgumentParser(prog="ops.release", description=__doc__)
     parser.add_argument(
         "command",

@@ -19,17 +19,13 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ops.paths import BIN_DIR, cache_root
+from ops.paths import BIN_DIR
 
 DOWNLOAD_TIMEOUT_SECONDS = 20
 
 
 def log(message: str) -> None:
     print(f"[tools] {message}", flush=True)
-
-
-def tool_dir(name: str, version: str) -> Path:
-    return cache_root() / "tools" / f"{name}-{version}"
 
 
 def go_env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Pinned chart tooling (helm, ct, kind, helm-docs) in the cache, linked into ./bin.
+"""Pinned tooling (helm, ct, kind, helm-docs, actionlint) in the cache, linked into ./bin.
 
 `python -m ops.tools install [NAME ...]` installs every tool (or the named ones). Each
 tool first tries the release download a user's machine would use and falls back to
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.paths import BIN_DIR, REPO_ROOT
+from ops.paths import BIN_DIR, REPO_ROOT, tool_dir
+from ops.pins import KIND_VERSION
 from ops.toolcache import (
     download,
     extract_member,
@@ -32,7 +33,6 @@ from ops.toolcache import (
     link_into_bin,
     log,
     mark_complete,
-    tool_dir,
 )
 
 # ct shells out to these two Python tools; they come pinned from requirements-dev.txt.
@@ -127,10 +127,10 @@ CT = Tool(
 )
 KIND = Tool(
     name="kind",
-    version="v0.26.0",
+    version=KIND_VERSION,
     go_module="sigs.k8s.io/kind",
     go_package="sigs.k8s.io/kind",
-    release_url=lambda arch: f"https://kind.sigs.k8s.io/dl/v0.26.0/kind-linux-{arch}",
+    release_url=lambda arch: f"https://kind.sigs.k8s.io/dl/{KIND_VERSION}/kind-linux-{arch}",
     archive_member=None,
 )
 HELM_DOCS = Tool(
@@ -144,7 +144,18 @@ HELM_DOCS = Tool(
     ),
     archive_member="helm-docs",
 )
-TOOLS: dict[str, Tool] = {tool.name: tool for tool in (HELM, CT, KIND, HELM_DOCS)}
+ACTIONLINT = Tool(
+    name="actionlint",
+    version="v1.7.12",
+    go_module="github.com/rhysd/actionlint",
+    go_package="github.com/rhysd/actionlint/cmd/actionlint",
+    release_url=lambda arch: (
+        f"https://github.com/rhysd/actionlint/releases/download/v1.7.12/actionlint_1.7.12_linux_{arch}.tar.gz"
+    ),
+    archive_member="actionlint",
+    ldflags="-X github.com/rhysd/actionlint.version=v1.7.12",
+)
+TOOLS: dict[str, Tool] = {tool.name: tool for tool in (HELM, CT, KIND, HELM_DOCS, ACTIONLINT)}
 
 
 def module_source_dir(tool: Tool) -> Path:
@@ -288,6 +299,13 @@ def link_ct_helpers() -> None:
         if not executable.exists():
             raise SystemExit(f"{executable} is missing: run `make venv` (it installs requirements-dev.txt)")
         link_into_bin(executable)
+
+
+def ensure(tool: Tool) -> Path:
+    """The tool's binary, installed first if needed (for other ops modules that run it)."""
+    if not is_cached(tool):
+        log(f"{tool.name} {tool.version}: installing ({install_tool(tool)})")
+    return tool.binary
 
 
 def install(names: list[str]) -> None:

@@ -4,7 +4,7 @@ Next to it, in the same run and on the same core, the floor no server can beat: 
 Python process that imports TensorFlow and loads the same SavedModel, timed until the
 load returns. Measured on the host for every server, and for ours in its container
 (``docker run --read-only --tmpfs /tmp`` as UID 10001) with the image module's own
-timers (``ops.image``, also behind ``make image-startup``), which time the floor in the
+timers (``ops.image_check``, also behind ``make image-startup``), which time the floor in the
 same image the same way. Each figure is the median of several interleaved rounds.
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ops import docker, image
+from ops import docker, image, image_check
 
 from bench import procs
 from bench.models import Model
@@ -88,9 +88,9 @@ def container_skip_reason() -> str | None:
 
 def container_round() -> tuple[float, float]:
     """(ours docker run -> ready, floor docker run -> model loaded) with ops.image's own timers."""
-    port = image.free_port()
-    ours = image.time_server_start(IMAGE, port)
-    floor_total, _, _ = image.time_floor(IMAGE, port)
+    port = image_check.free_port()
+    ours = image_check.time_server_start(IMAGE, port)
+    floor_total, _, _ = image_check.time_floor(IMAGE, port)
     return ours, floor_total
 
 

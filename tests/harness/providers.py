@@ -20,8 +20,9 @@ from pathlib import Path
 
 from kubernetes import client, config
 from ops import cluster as ops_cluster
-from ops import image_load, kind_cluster, kube
-from ops.paths import BIN_DIR
+from ops import image_load, kube
+from ops.paths import BIN_DIR, cache_root
+from ops.pins import KIND_CLUSTER_NAME
 from pytest_kubernetes.providers import select_provider_manager
 from pytest_kubernetes.providers.base import AClusterManager
 
@@ -63,8 +64,11 @@ class Cluster:
 def manager_for(provider: str, kubeconfig: Path) -> AClusterManager:
     """pytest-kubernetes' handle on a cluster ops.cluster has brought up."""
     if provider == "kind":
-        manager_class = select_provider_manager("kind", {"cluster_name": kind_cluster.CLUSTER_NAME})
-        manager = manager_class(provider_config=str(kind_cluster.CONFIG), kubeconfig=kubeconfig)
+        manager_class = select_provider_manager("kind", {"cluster_name": KIND_CLUSTER_NAME})
+        # The config ops.providers.kind created the cluster from (its workers, its CNI choice).
+        manager = manager_class(
+            provider_config=str(cache_root() / "kind" / "cluster-config.yaml"), kubeconfig=kubeconfig
+        )
     else:
         manager_class = select_provider_manager("external", {"kubeconfig": str(kubeconfig)})
         manager = manager_class(kubeconfig=kubeconfig)

@@ -20,9 +20,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import k8s_build
 from ops.local_cluster import containerd, host, iptables, kubelet, layout
 from ops.local_cluster.processes import cmdline_of, current, exe_of, find, signal_all, stop, wait_gone
+from ops.paths import kubernetes_binary
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
@@ -55,7 +55,7 @@ def ours_by_command(pid: int) -> bool:
         return True  # containerd itself, its shims (-address <our socket>)
     if "ops.local_cluster.supervisor" in joined and str(layout.pids_dir()) in joined:
         return True
-    return exe_of(pid) in {str(k8s_build.kubernetes_binary("kubelet"))}
+    return exe_of(pid) in {str(kubernetes_binary("kubelet"))}
 
 
 def kubepods_cgroups() -> list[Path]:

@@ -14,8 +14,9 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ops import k8s_build
+from ops import pins
 from ops.local_cluster import layout, services
+from ops.paths import tool_dir
 
 NAME = "containerd"
 CONTAINERD = "/usr/bin/containerd"
@@ -39,7 +40,7 @@ disabled_plugins = [
   address = "{layout.CONTAINERD_SOCKET}"
 
 [{cri}]
-  sandbox_image = "{k8s_build.PAUSE_IMAGE}"
+  sandbox_image = "{pins.PAUSE_IMAGE}"
   netns_mounts_under_state_dir = true
   # Root here lacks CAP_SYS_RESOURCE, so nothing may lower an oom_score_adj below ours
   # (the pause container's -998 fails in runc otherwise); kind sets this when rootless.
@@ -76,7 +77,7 @@ def ctr(*args: str, check: bool = True, **kwargs: object) -> subprocess.Complete
 
 
 def crictl(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    binary = k8s_build.tool_dir("crictl", k8s_build.CRICTL_VERSION) / "bin" / "crictl"
+    binary = tool_dir("crictl", pins.CRICTL_VERSION) / "bin" / "crictl"
     endpoint = layout.containerd_address()
     return subprocess.run(
         [

@@ -12,8 +12,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from ops import k8s_build
+from ops import pins
 from ops.local_cluster import layout, services
+from ops.paths import kubernetes_binary
 
 # Phases that only write files (certificates, kubeconfigs, kubelet config, static pods).
 FILE_PHASES = (
@@ -54,8 +55,8 @@ nodeRegistration:
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 clusterName: "{layout.CLUSTER_NAME}"
-kubernetesVersion: "{k8s_build.KUBERNETES_VERSION}"
-imageRepository: "{k8s_build.IMAGE_REPOSITORY}"
+kubernetesVersion: "{pins.KUBERNETES_VERSION}"
+imageRepository: "{pins.IMAGE_REPOSITORY}"
 controlPlaneEndpoint: "{layout.CONTROL_PLANE_ENDPOINT}"
 networking:
   dnsDomain: "{layout.DNS_DOMAIN}"
@@ -109,7 +110,7 @@ def log_path() -> str:
 
 def run_phase(*phase: str) -> float:
     """`kubeadm init phase <phase> --config <ours>`; output appended to logs/kubeadm.log."""
-    kubeadm = k8s_build.kubernetes_binary("kubeadm")
+    kubeadm = kubernetes_binary("kubeadm")
     command = [str(kubeadm), "init", "phase", *phase, "--config", str(layout.kubeadm_config())]
     started = time.monotonic()
     with open(log_path(), "a") as log:

@@ -12,8 +12,8 @@ import shlex
 import urllib.error
 import urllib.request
 
-from ops import k8s_build
 from ops.local_cluster import layout, services
+from ops.paths import kubernetes_binary
 
 NAME = "kubelet"
 HEALTHZ = "http://127.0.0.1:10248/healthz"
@@ -29,7 +29,7 @@ def kubeadm_flags() -> list[str]:
 
 def command() -> list[str]:
     return [
-        str(k8s_build.kubernetes_binary("kubelet")),
+        str(kubernetes_binary("kubelet")),
         f"--bootstrap-kubeconfig={layout.KUBERNETES_DIR / 'bootstrap-kubelet.conf'}",
         f"--kubeconfig={layout.KUBERNETES_DIR / 'kubelet.conf'}",
         f"--config={layout.KUBELET_CONFIG}",

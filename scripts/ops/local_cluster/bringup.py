@@ -1,10 +1,11 @@
-"""Bring-up, teardown and status of the local single-node cluster.
+"""Bring-up, teardown and status of the local single-node cluster (ops.providers.local's engine).
 
 Bring-up = clean whatever a previous (possibly killed) cluster left, start containerd,
 import the component images, run kubeadm's file phases, start the kubelet (which runs
 etcd and the control plane as static pods), run kubeadm's API phases (CoreDNS and the
-kube-proxy DaemonSet), add metrics-server, then wait until the node is Ready and
-`kubectl top` answers. A second `up` on a healthy cluster changes nothing.
+kube-proxy DaemonSet) and tune CoreDNS for one node. What every cluster gets afterwards
+(nodes Ready, metrics-server, the default StorageClass) is ops.actions, run by
+ops.cluster. A second `up` on a healthy cluster changes nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 
 from ops import k8s_build, kube
 from ops.local_cluster import (
-    addons,
     cleanup,
     cni,
     containerd,
+    coredns,
     host,
     iptables,
     kubeadm,
@@ -31,13 +32,8 @@ from ops.progress import Steps
 
 APISERVER_TIMEOUT = 180
 READY_TIMEOUT = 180
-METRICS_TIMEOUT = 120
-SYSTEM_WORKLOADS = (
-    "kube-system/deployment/coredns",
-    "kube-system/deployment/metrics-server",
-    "kube-system/daemonset/kube-proxy",
-    "local-path-storage/deployment/local-path-provisioner",
-)
+# Its own workloads (metrics-server and storage are ops.actions', checked there).
+SYSTEM_WORKLOADS = ("kube-system/deployment/coredns", "kube-system/daemonset/kube-proxy")
 STATIC_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -107,14 +103,6 @@ def workloads_ready(config: Path) -> bool:
     return True
 
 
-def metrics_available(config: Path) -> bool:
-    """metrics-server answers through the aggregator with a usage sample for the node."""
-    result = kube.kubectl(
-        config, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", check=False, timeout=20
-    )
-    return result.returncode == 0 and '"usage"' in result.stdout
-
-
 def forget_discovery_cache() -> None:
     """kubectl caches API discovery per host:port for hours; every bring-up is a new cluster at the
     same address, and a cache written before metrics-server registered makes `kubectl top` fail."""
@@ -127,12 +115,7 @@ def healthy() -> bool:
     if not (services.running(containerd.NAME) and services.running(kubelet.NAME)):
         return False
     config = kubeconfig()
-    return (
-        apiserver_ready(config)
-        and node_ready(config)
-        and workloads_ready(config)
-        and kube.succeeds(config, "get", "apiservice", "v1beta1.metrics.k8s.io")
-    )
+    return apiserver_ready(config) and node_ready(config) and workloads_ready(config)
 
 
 def status() -> str:
@@ -225,15 +208,11 @@ def up() -> Path:
         kubeadm.finish_with_apiserver()
         shutil.copyfile(layout.ADMIN_CONF, kubeconfig())
         kubeconfig().chmod(0o600)
-    with steps.step("addons: metrics-server, StorageClass standard (local-path), CoreDNS settings"):
-        addons.install(kubeconfig())
-    with steps.step("node Ready; CoreDNS, kube-proxy, metrics-server, local-path rolled out"):
+    with steps.step("CoreDNS: one replica, no upstream forwarding"):
+        coredns.configure(kubeconfig())
+    with steps.step("node Ready"):
         wait(lambda: node_ready(kubeconfig()), READY_TIMEOUT, "node Ready")
-        wait(lambda: workloads_ready(kubeconfig()), READY_TIMEOUT, "kube-system workloads ready")
-    with steps.step("metrics API serving (kubectl top)"):
-        wait(lambda: metrics_available(kubeconfig()), METRICS_TIMEOUT, "node metrics through the aggregator")
         forget_discovery_cache()
-        kube.kubectl(kubeconfig(), "top", "node")
     log(f"bring-up steps:\n{steps.summary()}")
     return kubeconfig()
 

@@ -1,0 +1,3 @@
+module tfms/bounded-runc
+
+go 1.22
