@@ -114,7 +114,10 @@ def privileged_run_error(image: str) -> str | None:
     )
     if result.returncode == 0:
         return None
-    return (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()[-1]
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    # Docker ends with "Run 'docker run --help' ..."; the daemon's reason is the line before.
+    reasons = [line for line in lines if "Error" in line or "error" in line]
+    return (reasons or lines or [f"exit {result.returncode}"])[0]
 
 
 def build_shim(dest: Path) -> None:

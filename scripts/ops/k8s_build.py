@@ -288,9 +288,32 @@ def ensure_local_path_provisioner() -> Path:
     )
 
 
+# flannel's tencentvpc backend requires tencentcloud-sdk-go/tencentcloud/vpc v1.3.188, which the
+# module proxy refuses (403); v1.0.1100 is served and compiles. That backend is never used here.
+TENCENT_VPC_MODULE = "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc"
+FLANNEL_GO_MOD = (
+    f"module tfms/flannel\n\ngo 1.24\n\nrequire github.com/flannel-io/flannel {FLANNEL_VERSION}\n\n"
+    f"replace {TENCENT_VPC_MODULE} => {TENCENT_VPC_MODULE} v1.0.1100\n"
+)
+
+
 def ensure_flannel() -> Path:
-    stamp = f"-s -w -X github.com/flannel-io/flannel/pkg/version.Version={FLANNEL_VERSION}"
-    return _go_install_tool("flannel", FLANNEL_VERSION, "github.com/flannel-io/flannel", "flannel", stamp)
+    """flanneld, built as upstream builds it (cgo on: its udp backend is C); runs on a Debian root."""
+    directory = tool_dir("flannel", FLANNEL_VERSION)
+    if not _binary_ready(directory, "flanneld"):
+        out = directory / "out"
+        go_build_module(
+            directory / "src",
+            FLANNEL_GO_MOD,
+            ["github.com/flannel-io/flannel"],
+            out,
+            ldflags=f"-s -w -X github.com/flannel-io/flannel/pkg/version.Version={FLANNEL_VERSION}",
+            extra_env={"CGO_ENABLED": "1"},
+        )
+        (directory / "bin").mkdir(parents=True, exist_ok=True)
+        (out / "flannel").replace(directory / "bin" / "flanneld")
+        _mark_binary(directory, "flanneld")
+    return directory / "bin" / "flanneld"
 
 
 def ensure_pause() -> Path:
@@ -397,7 +420,7 @@ def component_images() -> list[ComponentImage]:
         ComponentImage(KIND_STORAGE_IMAGES["helper"], None, "", ("/bin/sh",), debian_base=True),
         ComponentImage(
             FLANNEL_IMAGE,
-            _binary("flannel", FLANNEL_VERSION),
+            _binary("flannel", FLANNEL_VERSION, "flanneld"),
             "/opt/bin/flanneld",
             ("/opt/bin/flanneld",),
             debian_base=True,

@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ops import debian, docker, k8s_build, tools
+from ops import debian, docker, docker_caps, k8s_build, tools
 from ops.paths import REPO_ROOT, kubernetes_binary, tool_dir
 from ops.pins import (
     COREDNS_IMAGE,
@@ -193,6 +193,10 @@ def kubernetes_tarball(dest: Path, archives: Mapping[str, Path]) -> Path:
 
 def kind_build_node_image(archives: Mapping[str, Path]) -> None:
     kind = str(tools.ensure(tools.KIND))
+    log(
+        "kind tries to fetch the images the tarball lacks; with no registry here those fetches "
+        "fail (kind prints them as warnings) and the next step imports the images instead"
+    )
     with tempfile.TemporaryDirectory(prefix="tfms-kind-node-") as scratch:
         tarball = kubernetes_tarball(Path(scratch) / "kubernetes-server.tar.gz", archives)
         run(
@@ -320,6 +324,9 @@ def ensure_node_image() -> str:
     if image_label(KIND_OFFLINE_NODE_IMAGE, RECIPE_LABEL) == recipe:
         log(f"{KIND_OFFLINE_NODE_IMAGE}: present (recipe {recipe}); nothing to build")
         return KIND_OFFLINE_NODE_IMAGE
+    # kind's build runs `docker exec --privileged` in its build container.
+    with steps.step("privileged containers (kind's build and nodes need them)"):
+        docker_caps.ensure_privileged_containers(KIND_OFFLINE_BASE_IMAGE)
     with steps.step(f"kind build node-image --type file (Kubernetes {KUBERNETES_VERSION})"):
         kind_build_node_image(archives)
     with steps.step(f"import {len(EXTRA_IMAGES)} more images, commit {KIND_OFFLINE_NODE_IMAGE}"):

@@ -254,7 +254,7 @@ class KindProvider:
         """kind's entrypoint picks legacy or nft per node; the offline images' iptables is nft."""
         for node in self.nodes():
             result = subprocess.run(
-                ["docker", "exec", node, "readlink", "-f", "/etc/alternatives/iptables"],
+                ["docker", "exec", node, "readlink", "/etc/alternatives/iptables"],
                 capture_output=True,
                 text=True,
                 check=True,
