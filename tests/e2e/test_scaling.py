@@ -105,10 +105,12 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(deploy):
     s.fact("peak_replicas", peak)
     s.fact("scale_down_s", f"{down_at - load_stopped:.1f}")
     s.expect(scaled_at - load_started <= SCALE_UP_BOUND_S, "scale-up took longer than the bound")
-    scale_up = s.window("while the HPA scaled up under CPU load", load_started, scaled_at)
+    assert load.started_at is not None
+    scale_up = s.window("while the HPA scaled up under CPU load", load.started_at, scaled_at)
     s.expect_no_failures(scale_up, [*idle, load])
     s.expect_no_failures(s.window("while the HPA scaled back down to 1", load_stopped, down_at), idle)
-    s.expect_no_failures(s.window("from the first request to the last", s.load_started_at, ended), idle)
+    idle_started = max(p.started_at for p in idle if p.started_at is not None)
+    s.expect_no_failures(s.window("from the first request to the last", idle_started, ended), idle)
 
 
 def test_replica_count_upgrade_scales_without_failed_requests(deploy):

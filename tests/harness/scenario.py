@@ -234,26 +234,24 @@ class Scenario:
         self, window: Window, probers: Sequence[Prober] | None = None
     ) -> dict[str, list[RequestRecord]]:
         """Each prober's requests in the window, failing when a prober sent too few there."""
-        inside = {}
-        for prober in self.judged(window, probers):
-            try:
-                inside[prober.name] = guarantees.populated(
-                    prober.records(), window, prober.rate_per_s, prober.name
-                )
-            except SLOViolation as violation:
-                self.fail(str(violation), violation.records)
-        return inside
+        return self._per_prober(guarantees.populated, window, probers)
 
     def expect_no_failures(
         self, window: Window, probers: Sequence[Prober] | None = None
     ) -> dict[str, list[RequestRecord]]:
         """0 failed requests in the window, for every prober (default: all of this test's)."""
+        return self._per_prober(guarantees.no_failures, window, probers)
+
+    def _per_prober(
+        self,
+        check: Callable[[Sequence[RequestRecord], Window, float, str], list[RequestRecord]],
+        window: Window,
+        probers: Sequence[Prober] | None,
+    ) -> dict[str, list[RequestRecord]]:
         inside = {}
         for prober in self.judged(window, probers):
             try:
-                inside[prober.name] = guarantees.no_failures(
-                    prober.records(), window, prober.rate_per_s, prober.name
-                )
+                inside[prober.name] = check(prober.records(), window, prober.rate_per_s, prober.name)
             except SLOViolation as violation:
                 self.fail(str(violation), violation.records)
         return inside

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,10 @@ from harness.prober import NewConnections, Prober, RequestRecord, Target
 from harness.scenario import Scenario, ScenarioFailure
 from kubernetes import client
 
-from unit.test_harness_prober import FakeModelServer, QuietServer, target_for
+from unit import test_harness_prober
+from unit.test_harness_prober import run_for, target_for
 
+server = test_harness_prober.server  # the same fake model server fixture
 ORIGIN = 1_700_000_000.0
 RATE = 30.0
 PODS = ("pod-a", "pod-b", "pod-c")
@@ -160,32 +162,16 @@ def test_a_node_loss_takes_the_share_of_every_pod_on_it():
 # -- the prober must be sound ---------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[QuietServer]:
-    FakeModelServer.mode = "ok"
-    FakeModelServer.delay_s = 0.0
-    httpd = QuietServer(("127.0.0.1", 0), FakeModelServer)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def run_for(prober: Prober, seconds: float) -> Prober:
-    prober.start()
-    time.sleep(seconds)
-    prober.stop()
-    return prober
-
-
 def test_a_sound_run_passes(server):
-    prober = run_for(Prober(target_for(server), 50, 5), 0.4)
+    prober = Prober(target_for(server), 50, 5)
+    run_for(prober, 0.4)
     guarantees.sound(prober.ledger())
 
 
 def test_a_dropped_record_is_caught(server):
-    ledger = run_for(Prober(target_for(server), 50, 5), 0.4).ledger()
+    prober = Prober(target_for(server), 50, 5)
+    run_for(prober, 0.4)
+    ledger = prober.ledger()
     dropped = dataclasses.replace(ledger, records=tuple(r for r in ledger.records if r.seq != 7))
     with pytest.raises(SLOViolation) as failure:
         guarantees.sound(dropped)
