@@ -55,7 +55,7 @@ chart-test: venv tools ## chart rendering tests only (bin/helm template)
 lint: venv tools ## chart README fresh, helm lint --strict (+ ci values), ct lint --all, yamllint, ruff
 	$(OPS).lint
 
-docs: venv ## regenerate chart/README.md (helm-docs) from values.yaml comments
+docs: venv ## regenerate chart/README.md (helm-docs) and the chart files generated from modelserver.settings
 	$(OPS).chart_docs generate
 
 # Benchmarks (tests/bench): ours vs naive Flask, MLServer, BentoML and the no-model ceiling.

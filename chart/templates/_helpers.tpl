@@ -80,11 +80,96 @@ drain timeout (it exits within TFMS_DRAIN_TIMEOUT_SECONDS of SIGTERM; the drain 
 part of that time) and a margin for interpreter and TensorFlow teardown.
 */}}
 {{- define "tf-model-server.terminationGracePeriodSeconds" -}}
-{{- $drain := .Values.server.drain }}
-{{- if ge (int $drain.delaySeconds) (int $drain.timeoutSeconds) }}
-{{- fail (printf "server.drain.delaySeconds (%d) must be less than server.drain.timeoutSeconds (%d): in-flight requests need time to finish after the delay" (int $drain.delaySeconds) (int $drain.timeoutSeconds)) }}
+{{- add .Values.termination.preStopSleepSeconds .Values.server.drain.timeoutSeconds .Values.termination.marginSeconds }}
 {{- end }}
-{{- add .Values.termination.preStopSleepSeconds $drain.timeoutSeconds .Values.termination.marginSeconds }}
+
+{{/*
+spec.replicas of the Deployment, or nothing. HPA off: replicaCount. HPA on: the live
+Deployment's count (clamped to the HPA's bounds) when there is one, else nothing (the
+HPA sets it). Omitting `replicas` from a release that rendered it makes helm's
+three-way merge send `replicas: null`, which the API server defaults to 1 (helm#12650):
+so turning the HPA on for a running release, and every upgrade after, renders the live
+count instead and never lowers what the HPA chose.
+*/}}
+{{- define "tf-model-server.replicas" -}}
+{{- $autoscaling := .Values.autoscaling }}
+{{- if not $autoscaling.enabled }}
+{{- .Values.replicaCount }}
+{{- else }}
+{{- $live := include "tf-model-server.liveDeployment" . | fromJson }}
+{{- with $live.spec }}
+{{- if hasKey . "replicas" }}
+{{- max (int $autoscaling.minReplicas) (min (int $autoscaling.maxReplicas) (int .replicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A server setting's value as the server reads it: YAML numbers arrive as float64, so
+integral ones are printed as integers (never 1.048576e+06), the rest as they are.
+*/}}
+{{- define "tf-model-server.settingText" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Bytes of a Kubernetes quantity (plain bytes, or with k/M/G/T/P/E or Ki/Mi/Gi/Ti/Pi/Ei),
+from a dict with `value` and its values path `name` (for the error).
+*/}}
+{{- define "tf-model-server.bytes" -}}
+{{- $text := toString .value }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$" $text) }}
+{{- fail (printf "%s: %q is not a byte quantity (e.g. 512Mi, 2Gi, 1G)" .name $text) }}
+{{- end }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text }}
+{{- $factors := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "E" 1000000000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- mulf (float64 $number) (index $factors (trimPrefix $number $text)) | int64 }}
+{{- end }}
+
+{{/*
+A byte count as a quantity: in Mi when it is a whole number of them, else in bytes.
+*/}}
+{{- define "tf-model-server.quantity" -}}
+{{- $bytes := int64 . }}
+{{- if eq (mod $bytes 1048576) 0 }}
+{{- printf "%dMi" (div $bytes 1048576) }}
+{{- else }}
+{{- $bytes }}
+{{- end }}
+{{- end }}
+
+{{/*
+Bytes of the models emptyDir (model.source url), or 0.
+*/}}
+{{- define "tf-model-server.modelsVolumeBytes" -}}
+{{- if eq .Values.model.source "url" }}
+{{- include "tf-model-server.bytes" (dict "value" .Values.model.url.sizeLimit "name" "model.url.sizeLimit") }}
+{{- else }}0{{ end }}
+{{- end }}
+
+{{/*
+The server container's resources. With model.source url the models emptyDir counts
+toward the pod's ephemeral storage, so its sizeLimit is added to the ephemeral-storage
+request and limit the values give (each only where given).
+*/}}
+{{- define "tf-model-server.serverResources" -}}
+{{- $resources := deepCopy .Values.resources }}
+{{- $models := include "tf-model-server.modelsVolumeBytes" . | int64 }}
+{{- if gt $models 0 }}
+{{- range $kind := list "requests" "limits" }}
+{{- $given := get $resources $kind }}
+{{- if and $given (hasKey $given "ephemeral-storage") }}
+{{- $bytes := include "tf-model-server.bytes" (dict "value" (get $given "ephemeral-storage") "name" (printf "resources.%s.ephemeral-storage" $kind)) | int64 }}
+{{- $_ := set $given "ephemeral-storage" (include "tf-model-server.quantity" (add $bytes $models)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $resources }}
 {{- end }}
 
 {{/*

@@ -2,7 +2,10 @@
 
 Every setting has an environment variable (``TFMS_*``, what the Helm chart sets) and a
 command-line flag; a flag wins over the environment, the environment over the default.
-``python -m modelserver --help`` prints the table below.
+``python -m modelserver --help`` prints the table below. The table is also the chart's
+contract: each row names its Helm value (under ``server.``) and that value's JSON schema,
+from which the chart's ConfigMap keys and the ``server`` block of values.schema.json are
+generated (``make docs``). Adding a setting is one row here plus its value in values.yaml.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def parse_log_level(text: str) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """How one Settings field is spelled on the command line and in the environment."""
+    """How one Settings field is spelled on the command line, in the environment and in the chart."""
 
     field: str
     env: str
@@ -112,11 +115,38 @@ class Option:
     parse: Callable[[str], Any]
     default_text: str
     help: str
+    value: str = ""  # the chart's value under `server.`, e.g. "batching.maxBatchSize"
+    schema: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # that value's JSON schema
+
+
+# JSON schemas of chart values, shared by several rows.
+INTEGER = {"type": "integer", "minimum": 0}
+POSITIVE_INTEGER = {"type": "integer", "minimum": 1}
+NUMBER = {"type": "number", "minimum": 0}
+BOOLEAN = {"type": "boolean"}
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "TFMS_HOST", "--host", str, "0.0.0.0", "address to listen on"),
-    Option("port", "TFMS_PORT", "--port", parse_port, "8501", "HTTP port for both APIs, health and /metrics"),
+    Option(
+        "host",
+        "TFMS_HOST",
+        "--host",
+        str,
+        "0.0.0.0",
+        "address to listen on",
+        "host",
+        {"type": "string", "minLength": 1},
+    ),
+    Option(
+        "port",
+        "TFMS_PORT",
+        "--port",
+        parse_port,
+        "8501",
+        "HTTP port for both APIs, health and /metrics",
+        "port",
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+    ),
     Option(
         "model_base_path",
         "TFMS_MODEL_BASE_PATH",
@@ -124,6 +154,8 @@ OPTIONS: tuple[Option, ...] = (
         Path,
         "/models",
         "model repository root, TF Serving layout: <base>/<name>/<version>/saved_model.pb",
+        "modelBasePath",
+        {"type": "string", "pattern": "^/"},
     ),
     Option(
         "model_names",
@@ -132,6 +164,8 @@ OPTIONS: tuple[Option, ...] = (
         parse_names,
         "anomaly",
         "model(s) to serve, comma-separated; each must load before the server is ready",
+        "modelName",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]*(,[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"},
     ),
     Option(
         "model_version",
@@ -140,6 +174,8 @@ OPTIONS: tuple[Option, ...] = (
         parse_version,
         "(empty)",
         "version to serve for every model; empty = the newest version found",
+        "modelVersion",
+        {"anyOf": [INTEGER, {"type": "string", "pattern": "^[0-9]*$"}]},
     ),
     Option(
         "batch_enabled",
@@ -148,6 +184,8 @@ OPTIONS: tuple[Option, ...] = (
         parse_bool,
         "true",
         "adaptive batching; false = one TensorFlow call per request",
+        "batching.enabled",
+        BOOLEAN,
     ),
     Option(
         "batch_max_size",
@@ -156,6 +194,8 @@ OPTIONS: tuple[Option, ...] = (
         positive(int),
         "32",
         "most rows (instances) one TensorFlow call may take",
+        "batching.maxBatchSize",
+        POSITIVE_INTEGER,
     ),
     Option(
         "batch_max_wait_ms",
@@ -164,6 +204,8 @@ OPTIONS: tuple[Option, ...] = (
         non_negative(float),
         "2",
         "longest a request waits for others to share its batch (ms)",
+        "batching.maxWaitMs",
+        NUMBER,
     ),
     Option(
         "batch_queue_size",
@@ -172,6 +214,8 @@ OPTIONS: tuple[Option, ...] = (
         positive(int),
         "1024",
         "requests waiting per model signature; beyond it requests get 429",
+        "batching.queueSize",
+        POSITIVE_INTEGER,
     ),
     Option(
         "drain_delay_seconds",
@@ -180,6 +224,8 @@ OPTIONS: tuple[Option, ...] = (
         non_negative(float),
         "5",
         "after SIGTERM: seconds to keep serving (readiness 503) before refusing new connections",
+        "drain.delaySeconds",
+        INTEGER,
     ),
     Option(
         "drain_timeout_seconds",
@@ -188,6 +234,8 @@ OPTIONS: tuple[Option, ...] = (
         positive(float),
         "20",
         "after SIGTERM: the process exits within this many seconds",
+        "drain.timeoutSeconds",
+        POSITIVE_INTEGER,
     ),
     Option(
         "max_body_bytes",
@@ -196,6 +244,8 @@ OPTIONS: tuple[Option, ...] = (
         positive(int),
         "8388608",
         "largest request body; larger gets 413 (checked while the body streams in)",
+        "limits.maxBodyBytes",
+        POSITIVE_INTEGER,
     ),
     Option(
         "request_timeout_seconds",
@@ -204,8 +254,19 @@ OPTIONS: tuple[Option, ...] = (
         positive(float),
         "30",
         "a request not answered within this gets 504",
+        "limits.requestTimeoutSeconds",
+        {"type": "number", "exclusiveMinimum": 0},
     ),
-    Option("log_level", "TFMS_LOG_LEVEL", "--log-level", parse_log_level, "info", ", ".join(LOG_LEVELS)),
+    Option(
+        "log_level",
+        "TFMS_LOG_LEVEL",
+        "--log-level",
+        parse_log_level,
+        "info",
+        ", ".join(LOG_LEVELS),
+        "logLevel",
+        {"type": "string", "enum": list(LOG_LEVELS)},
+    ),
     Option(
         "intra_op_threads",
         "TFMS_INTRA_OP_THREADS",
@@ -213,6 +274,8 @@ OPTIONS: tuple[Option, ...] = (
         non_negative(int),
         "0",
         "TensorFlow threads inside one op; 0 = from the container's CPU quota (cgroup v1/v2)",
+        "threads.intraOp",
+        INTEGER,
     ),
     Option(
         "inter_op_threads",
@@ -221,6 +284,8 @@ OPTIONS: tuple[Option, ...] = (
         non_negative(int),
         "0",
         "TensorFlow ops run in parallel; 0 = auto (min(2, intra-op threads))",
+        "threads.interOp",
+        INTEGER,
     ),
     Option(
         "fault_injection",
@@ -229,6 +294,8 @@ OPTIONS: tuple[Option, ...] = (
         parse_bool,
         "false",
         "tests only: enables POST /debug/fault/liveness (liveness answers 503 afterwards)",
+        "faultInjection",
+        BOOLEAN,
     ),
 )
 

@@ -133,6 +133,26 @@ def template_error(
     raise AssertionError(f"helm template accepted values it should refuse: {values} {list(args)}")
 
 
+@functools.lru_cache(maxsize=32)
+def _live_cached(values_json: str, replicas: int) -> Rendered:
+    # lookup sees no cluster under `helm template`: a copy of the chart whose live-Deployment
+    # helper (templates/_live.tpl, nothing else in it) answers as a running release would.
+    with tempfile.TemporaryDirectory() as workdir:
+        chart = Path(workdir) / "chart"
+        shutil.copytree(CHART_DIR, chart)
+        live = json.dumps({"spec": {"replicas": replicas}})
+        (chart / "templates" / "_live.tpl").write_text(
+            '{{- define "tf-model-server.liveDeployment" -}}\n' + live + "\n{{- end }}\n"
+        )
+        output = _run_template(values_json, (), (), str(chart))
+    return Rendered(tuple(doc for doc in yaml.safe_load_all(output) if doc))
+
+
+def template_with_live_deployment(values: Mapping[str, Any], replicas: int) -> Rendered:
+    """`helm upgrade`'s rendering when the release's Deployment runs `replicas` pods."""
+    return _live_cached(json.dumps(values, sort_keys=True), replicas)
+
+
 @functools.lru_cache(maxsize=64)
 def _notes_cached(values_json: str, args: tuple[str, ...]) -> str:
     # `helm template` never prints NOTES.txt and `helm install --dry-run` wants a cluster, so

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from chart.render import RELEASE, RENDER_ONLY_VALUES, template
+from chart.render import (
+    RELEASE,
+    RENDER_ONLY_VALUES,
+    pod_specs,
+    template,
+    template_error,
+    template_with_live_deployment,
+)
 
 SELECTOR = {"app.kubernetes.io/name": "tf-model-server", "app.kubernetes.io/instance": RELEASE}
 
@@ -109,6 +116,8 @@ def test_topology_spread_defaults_to_soft_hostname_spread_on_the_selector():
             "topologyKey": "kubernetes.io/hostname",
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": SELECTOR},
+            # each ReplicaSet spread on its own: a rollout spreads the new pods too
+            "matchLabelKeys": ["pod-template-hash"],
         }
     ]
 
@@ -183,3 +192,84 @@ def test_service_type_port_and_node_port(service, expected):
     assert port["targetPort"] == "http"
     assert port["port"] == expected["port"]
     assert port.get("nodePort") == expected["nodePort"]
+
+
+def test_priority_and_runtime_class_only_when_set():
+    assert not {"priorityClassName", "runtimeClassName"} & template().pod_spec.keys()
+    pod = template({"priorityClassName": "serving-critical", "runtimeClassName": "nvidia"}).pod_spec
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("serving-critical", "nvidia")
+
+
+# --- ephemeral storage
+
+
+def test_ephemeral_storage_is_requested_limited_and_covers_tmp():
+    rendered = template()
+    resources = rendered.server_container["resources"]
+    assert resources["requests"]["ephemeral-storage"] == "128Mi"
+    assert resources["limits"]["ephemeral-storage"] == "512Mi"
+    assert volumes(rendered.pod_spec)["tmp"] == {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+
+
+def test_every_emptydir_has_a_size_limit_and_every_container_an_ephemeral_storage_limit():
+    url = {"model": {"source": "url", "url": {"address": "http://models/m.tar.gz"}}}
+    rendered = template(url)
+    for name, spec in pod_specs(rendered).items():
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                assert volume["emptyDir"].get("sizeLimit"), (
+                    f"{name}: emptyDir {volume['name']} has no sizeLimit"
+                )
+        for box in spec["containers"]:
+            assert box["resources"]["limits"].get("ephemeral-storage"), f"{name}/{box['name']}"
+
+
+def test_ephemeral_storage_limit_below_the_tmp_volume_is_refused():
+    message = template_error({"resources": {"limits": {"ephemeral-storage": "200Mi"}}})
+    assert (
+        "resources.limits.ephemeral-storage (200Mi) is less than tmpDir.sizeLimit (256Mi): the kubelet would "
+        "evict the pod before /tmp is full"
+    ) in message
+    assert template({"resources": {"limits": {"ephemeral-storage": "1G"}}, "tmpDir": {"sizeLimit": "1G"}})
+
+
+def test_a_quantity_that_is_not_bytes_is_refused_by_name():
+    message = template_error({"resources": {"limits": {"ephemeral-storage": "lots"}}})
+    assert 'resources.limits.ephemeral-storage: "lots" is not a byte quantity' in message
+    assert "tmpDir.sizeLimit: Does not match pattern" in template_error({"tmpDir": {"sizeLimit": "500m"}})
+
+
+def test_resources_without_ephemeral_storage_stay_without():
+    given = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    values = {"resources": {"requests": {"ephemeral-storage": None}, "limits": {"ephemeral-storage": None}}}
+    values["resources"]["requests"] |= given["requests"]
+    values["resources"]["limits"] |= given["limits"]
+    assert template(values).server_container["resources"] == given
+
+
+# --- replicas and the HPA
+
+
+def test_hpa_on_a_fresh_install_leaves_replicas_to_the_hpa():
+    assert "replicas" not in template({"autoscaling": {"enabled": True}}).deployment["spec"]
+
+
+@pytest.mark.parametrize(
+    ("live", "bounds", "expected"),
+    [(3, (1, 5), 3), (7, (1, 5), 5), (1, (2, 5), 2), (4, (4, 4), 4)],
+    ids=["kept", "above-max", "below-min", "pinned"],
+)
+def test_hpa_on_a_running_release_renders_the_live_replica_count(live, bounds, expected):
+    """helm's three-way merge deletes a `replicas` the new manifest omits (the API server then
+    defaults it to 1): the chart renders what runs, within the HPA's bounds, instead."""
+    low, high = bounds
+    values = {"replicaCount": 9, "autoscaling": {"enabled": True, "minReplicas": low, "maxReplicas": high}}
+    assert template_with_live_deployment(values, live).deployment["spec"]["replicas"] == expected
+
+
+def test_hpa_off_renders_replica_count_whatever_runs():
+    assert template_with_live_deployment({"replicaCount": 2}, 5).deployment["spec"]["replicas"] == 2
+
+
+def volumes(pod_spec: dict) -> dict[str, dict]:
+    return {volume["name"]: volume for volume in pod_spec.get("volumes", [])}

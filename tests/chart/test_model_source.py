@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chart.render import container, template, template_error
 
 
@@ -50,7 +52,12 @@ def test_url_source_fetches_into_an_emptydir_with_the_server_image():
     fetch = container(rendered.pod_spec, "fetch-model")
     assert rendered.pod_spec["initContainers"] == [fetch]
     assert fetch["image"] == rendered.server_container["image"]
-    assert fetch["command"] == ["python", "-m", "modelserver.fetch", "--url", url, "--dest", "/models"]
+    three_gib = 3 * 1024**3
+    assert fetch["command"] == [
+        *("python", "-m", "modelserver.fetch", "--url", url, "--dest", "/models"),
+        # bounded by the emptyDir it fills (the 8 GiB default would overflow it)
+        *("--max-download-bytes", str(three_gib), "--max-unpacked-bytes", str(three_gib * 95 // 100)),
+    ]
     assert volumes(rendered.pod_spec)["models"] == {"name": "models", "emptyDir": {"sizeLimit": "3Gi"}}
     assert mounts(fetch)["/models"]["name"] == "models"
     assert mounts(fetch)["/tmp"]["name"] == "tmp"
@@ -75,3 +82,29 @@ def test_extra_volumes_and_mounts_are_added():
     )
     assert "cache" in volumes(rendered.pod_spec)
     assert mounts(rendered.server_container)["/var/cache/tfms"]["name"] == "cache"
+
+
+@pytest.mark.parametrize(
+    ("size", "unpacked"),
+    [("2Gi", 2040109465), ("1.5Gi", 1530082099), ("500M", 475000000), ("1073741824", 1020054732)],
+)
+def test_the_fetch_bound_follows_the_size_limit(size, unpacked):
+    rendered = template({"model": {"source": "url", "url": {"address": "http://m/x.tgz", "sizeLimit": size}}})
+    command = container(rendered.pod_spec, "fetch-model")["command"]
+    assert command[command.index("--max-unpacked-bytes") + 1] == str(unpacked)
+
+
+def test_url_models_count_toward_the_servers_ephemeral_storage():
+    rendered = template(
+        {"model": {"source": "url", "url": {"address": "http://m/x.tgz", "sizeLimit": "2Gi"}}}
+    )
+    storage = {kind: v["ephemeral-storage"] for kind, v in rendered.server_container["resources"].items()}
+    assert storage == {"requests": "2176Mi", "limits": "2560Mi"}  # 128Mi + 2Gi, 512Mi + 2Gi
+    assert template().server_container["resources"]["limits"]["ephemeral-storage"] == "512Mi"
+
+
+def test_a_model_size_limit_that_is_not_bytes_is_refused():
+    message = template_error(
+        {"model": {"source": "url", "url": {"address": "http://m/x", "sizeLimit": "big"}}}
+    )
+    assert "model.url.sizeLimit: Does not match pattern" in message

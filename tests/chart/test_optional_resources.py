@@ -121,14 +121,43 @@ def test_pdb_only_when_more_than_one_replica_can_exist(values, rendered):
 
 def test_pdb_defaults_to_max_unavailable_one():
     spec = template({"replicaCount": 3}).one("PodDisruptionBudget")["spec"]
-    assert spec == {"selector": {"matchLabels": SELECTOR}, "maxUnavailable": 1}
+    assert spec == {
+        "selector": {"matchLabels": SELECTOR},
+        "maxUnavailable": 1,
+        # a pod that is not Ready serves nothing: evicting it never costs availability
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
 
 
 def test_pdb_min_available_replaces_max_unavailable():
     spec = template({"replicaCount": 3, "podDisruptionBudget": {"minAvailable": "50%"}}).one(
         "PodDisruptionBudget"
     )["spec"]
-    assert spec == {"selector": {"matchLabels": SELECTOR}, "minAvailable": "50%"}
+    assert spec == {
+        "selector": {"matchLabels": SELECTOR},
+        "minAvailable": "50%",
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "args", "rendered"),
+    [
+        ("IfHealthyBudget", [], "IfHealthyBudget"),
+        ("", [], None),
+        ("AlwaysAllow", ["--kube-version", "1.26.0"], None),
+    ],
+    ids=["if-healthy-budget", "empty-renders-nothing", "before-kubernetes-1.27"],
+)
+def test_pdb_unhealthy_pod_eviction_policy(policy, args, rendered):
+    values = {"replicaCount": 3, "podDisruptionBudget": {"unhealthyPodEvictionPolicy": policy}}
+    spec = template(values, args=args).one("PodDisruptionBudget")["spec"]
+    assert spec.get("unhealthyPodEvictionPolicy") == rendered
+
+
+def test_pdb_unhealthy_pod_eviction_policy_is_an_enum():
+    message = template_error({"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Always"}})
+    assert "podDisruptionBudget.unhealthyPodEvictionPolicy must be one of the following" in message
 
 
 # --- Ingress
@@ -194,6 +223,26 @@ def test_network_policy_restricted_admits_the_helm_test_pod_and_listed_peers():
     assert test_peer["podSelector"]["matchLabels"].items() <= test_pod_labels.items()
 
 
+def test_network_policy_admits_prometheus_when_monitoring_is_on():
+    values = {"networkPolicy": {"enabled": True, "allowExternal": False}, "serviceMonitor": {"enabled": True}}
+    (rule,) = template(values).one("NetworkPolicy")["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]  # /metrics is on the http port
+    assert rule["from"][1:] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+    custom = {"podSelector": {"matchLabels": {"app": "vmagent"}}}
+    values["networkPolicy"]["metricsScrapers"] = [custom]
+    (rule,) = template(values).one("NetworkPolicy")["spec"]["ingress"]
+    assert rule["from"][1:] == [custom]
+
+
+def test_network_policy_admits_no_scraper_without_monitoring():
+    (rule,) = template({"networkPolicy": {"enabled": True, "allowExternal": False}}).one("NetworkPolicy")[
+        "spec"
+    ]["ingress"]
+    assert len(rule["from"]) == 1  # the helm test pod only
+
+
 def test_network_policy_extra_egress_is_appended():
     egress = {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
     policy = template({"networkPolicy": {"enabled": True, "egress": [egress]}}).one("NetworkPolicy")["spec"]
@@ -208,8 +257,15 @@ def test_helm_test_pod_is_not_selected_as_a_server_pod():
 # --- ServiceMonitor
 
 
-def test_service_monitor_needs_the_prometheus_operator_api():
-    assert not template({"serviceMonitor": {"enabled": True}}).has("ServiceMonitor")
+def test_service_monitor_renders_when_enabled_without_asking_the_cluster():
+    # `helm template` and GitOps tools see no cluster API: enabled means rendered.
+    assert template({"serviceMonitor": {"enabled": True}}).has("ServiceMonitor")
+
+
+def test_service_monitor_can_wait_for_the_prometheus_operator_api():
+    values = {"serviceMonitor": {"enabled": True, "onlyIfAPIAvailable": True}}
+    assert not template(values).has("ServiceMonitor")
+    assert template(values, args=MONITORING_API).has("ServiceMonitor")
 
 
 def test_service_monitor_off_by_default_even_with_the_api():
@@ -219,11 +275,35 @@ def test_service_monitor_off_by_default_even_with_the_api():
 def test_service_monitor_scrapes_metrics_on_the_http_port():
     monitor = template(
         {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}},
-        args=MONITORING_API,
     ).one("ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["metadata"]["namespace"] == "models"
     assert monitor["spec"]["selector"] == {"matchLabels": SELECTOR}
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["models"]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {
+            "port": "http",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+            "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+        }
     ]
+
+
+def test_service_monitor_relabelings_and_namespace_are_values():
+    drop = {"sourceLabels": ["__name__"], "regex": "python_gc_.*", "action": "drop"}
+    monitor = template(
+        {
+            "serviceMonitor": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "relabelings": [],
+                "metricRelabelings": [drop],
+            }
+        }
+    ).one("ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["models"]}  # still scrapes the release's
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert "relabelings" not in endpoint and endpoint["metricRelabelings"] == [drop]

@@ -95,7 +95,8 @@ def test_bad_enums_are_refused(values, expected):
             {"server": {"batching": {"maxBatchSize": 0}}},
             "server.batching.maxBatchSize: Must be greater than or equal to 1",
         ),
-        ({"service": {"nodePort": 70000}}, "service.nodePort: Must be less than or equal to 65535"),
+        ({"service": {"nodePort": 70000}}, "service.nodePort: Must be less than or equal to 32767"),
+        ({"service": {"nodePort": 8080}}, "service.nodePort: Must be greater than or equal to 30000"),
         ({"replicaCount": -1}, "replicaCount: Must be greater than or equal to 0"),
         ({"server": {"modelName": "a/b"}}, "server.modelName: Does not match pattern"),
         (
@@ -103,10 +104,37 @@ def test_bad_enums_are_refused(values, expected):
             "rollingUpdate.maxUnavailable: Must validate at least one schema",
         ),
     ],
-    ids=["maxBatchSize", "nodePort", "replicaCount", "modelName", "maxUnavailable"],
+    ids=["maxBatchSize", "nodePort-high", "nodePort-low", "replicaCount", "modelName", "maxUnavailable"],
 )
 def test_out_of_range_values_are_refused(values, expected):
     assert expected in template_error(values)
+
+
+def test_node_ports_at_the_ends_of_the_range_are_accepted():
+    for port in (30000, 32767):
+        service = template({"service": {"type": "NodePort", "nodePort": port}}).one("Service")
+        assert service["spec"]["ports"][0]["nodePort"] == port
+
+
+@pytest.mark.parametrize(
+    "rolling",
+    [{"maxSurge": 0}, {"maxSurge": 0, "maxUnavailable": 0}, {"maxSurge": "0%", "maxUnavailable": "0%"}],
+    ids=["surge-0-default-unavailable-0", "both-0", "both-0-percent"],
+)
+def test_a_rolling_update_that_could_replace_no_pod_is_refused(rolling):
+    message = template_error({"rollingUpdate": rolling})
+    assert 'rollingUpdate: Must validate "then" as "if" was valid' in message
+    assert "rollingUpdate.maxUnavailable" in message
+
+
+@pytest.mark.parametrize(
+    "rolling",
+    [{"maxSurge": 0, "maxUnavailable": 1}, {"maxSurge": "0%", "maxUnavailable": "25%"}, {"maxSurge": 2}],
+    ids=["surge-0-unavailable-1", "percentages", "surge-2"],
+)
+def test_rolling_updates_that_can_progress_are_accepted(rolling):
+    strategy = template({"rollingUpdate": rolling}).deployment["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxSurge"] == rolling["maxSurge"]
 
 
 def test_free_form_maps_stay_open():

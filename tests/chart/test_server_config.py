@@ -1,50 +1,20 @@
-"""server.* values reach the server as TFMS_* environment through the ConfigMap."""
+"""server.* values reach the server as TFMS_* environment through the ConfigMap.
+
+The server's settings table (modelserver.settings.OPTIONS) is the one source: these tests
+walk it, so a new setting is covered by adding its row and its value, nothing here.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import yaml
+from modelserver.settings import OPTIONS, Option
 
-from chart.render import template
+from chart.render import CHART_DIR, template, template_error
 
-# (values path under server, value, environment variable, expected text)
-SETTINGS = [
-    ("host", "127.0.0.1", "TFMS_HOST", "127.0.0.1"),
-    ("port", 9000, "TFMS_PORT", "9000"),
-    ("modelBasePath", "/srv/models", "TFMS_MODEL_BASE_PATH", "/srv/models"),
-    ("modelName", "anomaly,heavy", "TFMS_MODEL_NAME", "anomaly,heavy"),
-    ("modelVersion", 1, "TFMS_MODEL_VERSION", "1"),
-    ("batching.enabled", False, "TFMS_BATCH_ENABLED", "false"),
-    ("batching.maxBatchSize", 64, "TFMS_BATCH_MAX_SIZE", "64"),
-    ("batching.maxWaitMs", 0.5, "TFMS_BATCH_MAX_WAIT_MS", "0.5"),
-    ("batching.queueSize", 4096, "TFMS_BATCH_QUEUE_SIZE", "4096"),
-    ("drain.delaySeconds", 8, "TFMS_DRAIN_DELAY_SECONDS", "8"),
-    ("drain.timeoutSeconds", 40, "TFMS_DRAIN_TIMEOUT_SECONDS", "40"),
-    ("limits.maxBodyBytes", 67108864, "TFMS_MAX_BODY_BYTES", "67108864"),
-    ("limits.requestTimeoutSeconds", 12.5, "TFMS_REQUEST_TIMEOUT_SECONDS", "12.5"),
-    ("logLevel", "debug", "TFMS_LOG_LEVEL", "debug"),
-    ("threads.intraOp", 2, "TFMS_INTRA_OP_THREADS", "2"),
-    ("threads.interOp", 1, "TFMS_INTER_OP_THREADS", "1"),
-    ("faultInjection", True, "TFMS_FAULT_INJECTION", "true"),
-]
-DEFAULTS = {
-    "TFMS_HOST": "0.0.0.0",
-    "TFMS_PORT": "8501",
-    "TFMS_MODEL_BASE_PATH": "/models",
-    "TFMS_MODEL_NAME": "anomaly",
-    "TFMS_MODEL_VERSION": "",
-    "TFMS_BATCH_ENABLED": "true",
-    "TFMS_BATCH_MAX_SIZE": "32",
-    "TFMS_BATCH_MAX_WAIT_MS": "2",
-    "TFMS_BATCH_QUEUE_SIZE": "1024",
-    "TFMS_DRAIN_DELAY_SECONDS": "5",
-    "TFMS_DRAIN_TIMEOUT_SECONDS": "20",
-    "TFMS_MAX_BODY_BYTES": "8388608",
-    "TFMS_REQUEST_TIMEOUT_SECONDS": "30",
-    "TFMS_LOG_LEVEL": "info",
-    "TFMS_INTRA_OP_THREADS": "0",
-    "TFMS_INTER_OP_THREADS": "0",
-    "TFMS_FAULT_INJECTION": "false",
-}
+CHART_DEFAULTS = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["server"]
 
 
 def nested(path: str, value: object) -> dict:
@@ -57,24 +27,70 @@ def nested(path: str, value: object) -> dict:
     return result
 
 
-def test_defaults_match_the_servers_documented_defaults():
-    assert template().config == DEFAULTS
+def chart_default(option: Option) -> Any:
+    value: Any = CHART_DEFAULTS
+    for part in option.value.split("."):
+        value = value[part]
+    return value
 
 
-@pytest.mark.parametrize(("path", "value", "env", "expected"), SETTINGS, ids=[s[2] for s in SETTINGS])
-def test_each_server_value_sets_its_env_var(path, value, env, expected):
-    config = template(nested(path, value)).config
-    assert config[env] == expected
-    assert {k: v for k, v in config.items() if k != env} == {k: v for k, v in DEFAULTS.items() if k != env}
+def as_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def test_every_server_setting_is_covered_here():
-    assert {s[2] for s in SETTINGS} == set(DEFAULTS)
+def sample(option: Option) -> Any:
+    """A valid value other than the chart's default, from the value's schema."""
+    schema = option.schema
+    default = chart_default(option)
+    if "anyOf" in schema:
+        schema = schema["anyOf"][0]
+        default = None
+    if "enum" in schema:
+        return next(choice for choice in schema["enum"] if choice != default)
+    kind = schema["type"]
+    if kind == "boolean":
+        return not default
+    if kind == "integer":
+        start = default if isinstance(default, int) else schema.get("minimum", 0)
+        return start + 1 if start + 1 <= schema.get("maximum", start + 1) else start - 1
+    if kind == "number":
+        return default + 0.5
+    return f"{default}x"
+
+
+def parsed(option: Option, text: str) -> Any:
+    return None if text == "" and option.default_text == "(empty)" else option.parse(text)
+
+
+def test_the_configmap_has_one_key_per_server_setting():
+    assert set(template().config) == {option.env for option in OPTIONS}
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.env)
+def test_the_chart_defaults_are_the_servers_defaults(option):
+    documented = None if option.default_text == "(empty)" else option.parse(option.default_text)
+    assert parsed(option, template().config[option.env]) == documented
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.env)
+def test_each_server_value_sets_its_env_var(option):
+    value = sample(option)
+    config = template(nested(option.value, value)).config
+    assert parsed(option, config[option.env]) == option.parse(as_text(value))
+    assert {k: v for k, v in config.items() if k != option.env} == {
+        k: v for k, v in template().config.items() if k != option.env
+    }
 
 
 def test_large_integers_are_not_rendered_in_float_notation():
     config = template({"server": {"limits": {"maxBodyBytes": 1073741824}}}).config
     assert config["TFMS_MAX_BODY_BYTES"] == "1073741824"
+    assert template({"server": {"batching": {"maxWaitMs": 0.25}}}).config["TFMS_BATCH_MAX_WAIT_MS"] == "0.25"
+
+
+def test_a_missing_server_value_is_refused_by_name():
+    message = template_error(args=["--set", "server.batching.queueSize=null"])
+    assert "server.batching: queueSize is required" in message
 
 
 def test_server_reads_the_configmap_and_its_pod_name():
@@ -93,9 +109,9 @@ def checksum(values: dict) -> str:
     return template(values).deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
 
-@pytest.mark.parametrize(("path", "value", "env", "expected"), SETTINGS, ids=[s[2] for s in SETTINGS])
-def test_checksum_changes_when_a_server_value_changes(path, value, env, expected):
-    assert checksum(nested(path, value)) != checksum({})
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.env)
+def test_checksum_changes_when_a_server_value_changes(option):
+    assert checksum(nested(option.value, sample(option))) != checksum({})
 
 
 @pytest.mark.parametrize(

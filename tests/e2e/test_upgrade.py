@@ -1,9 +1,12 @@
 """Rolling upgrades, rollbacks, config rolls and broken releases under steady load.
 
-As in Kubernetes' "should not disrupt … during rollout" and Knative's upgrade prober, a
-prober runs through every change and the assertions read its record: any failed
-request fails the test. The four tests share one release (3 replicas, the chart's own
-rollout and drain settings) in file order; each one brings it to the state it needs.
+As in Kubernetes' "should not disrupt … during rollout" and Knative's upgrade prober,
+probers run through every change and the assertions read their record: any failed
+request fails the test. Two probers run side by side, a new connection per request and
+a keep-alive pool (harness.prober), and each must show 0 failed in every window, with
+enough of its requests in each window to mean something. The four tests share one
+release (3 replicas, the chart's own rollout and drain settings) in file order; each
+one brings it to the state it needs. Rollbacks target revisions read from helm's history.
 """
 
 from __future__ import annotations
@@ -47,13 +50,27 @@ def bring_to(s: Scenario, tag: str, settings: dict | None = None) -> None:
         s.release.wait_rolled_out()
 
 
+def expect_keep_alive_handed_over(s: Scenario, probers, during: str) -> None:
+    """The keep-alive prober reused its connections and the drain closed some: the path was exercised."""
+    for prober in probers:
+        stats = prober.ledger().stats
+        if "connections_opened" not in stats:
+            continue
+        closed = stats["closed_by_server_answer"] + stats["closed_by_server_idle"]
+        reused = sum(1 for record in prober.records() if record.reused)
+        s.fact(f"{prober.name}_closed_by_server", closed)
+        s.expect(
+            closed >= 1 and reused > len(prober.records()) // 2,
+            f"{prober.name}: {reused} of {len(prober.records())} requests reused a connection and the server "
+            f"closed {closed} {during}: keep-alive connections were not handed over by a drain at all",
+        )
+
+
 def test_rolling_upgrade_v1_to_v2(deploy):
     s = deploy_upgrade_release(deploy)
     bring_to(s, "v1")
     old_pods = pod_names(s)
-    probe = s.probe(RATE_PER_S)
-    probe.wait_for_requests(RATE_PER_S, timeout_s=30)
-    time.sleep(STEADY_S)
+    probers = s.steady_load(RATE_PER_S, STEADY_S)
 
     started = s.mark("helm upgrade v1 → v2")
     s.release.upgrade(files(s), image_tag="v2")
@@ -61,64 +78,91 @@ def test_rolling_upgrade_v1_to_v2(deploy):
     settled = s.wait_unrouted(old_pods)
     s.mark("rollout complete")
     time.sleep(max(0.0, settled - time.time()) + AFTER_S)
-    probe.stop()
+    ended = s.stop_load()
 
     records = s.requests()
-    steady = slo.summarize(slo.sent_between(records, 0, started))
-    rollout = slo.summarize(slo.sent_between(records, started, settled))
-    after = slo.sent_between(records, settled, float("inf"))
+    steady = s.window("before the upgrade", s.load_started_at, started)
+    rollout = s.window("during the v1 → v2 rolling upgrade", started, settled)
+    after = s.window("after the rollout completed", settled, ended)
     s.fact("rollout_s", f"{settled - started:.1f}")
-    s.fact("p99_steady_ms", f"{steady.p99_ms:.0f}")
-    s.fact("p99_rollout_ms", f"{rollout.p99_ms:.0f}")
+    s.fact("p99_steady_ms", f"{slo.summarize(steady.of(records)).p99_ms:.0f}")
+    s.fact("p99_rollout_ms", f"{slo.summarize(rollout.of(records)).p99_ms:.0f}")
 
-    s.expect_no_failures(records, "during the v1 → v2 rolling upgrade")
+    s.expect_no_failures(s.window("from the first request to the last", s.load_started_at, ended))
+    s.expect_no_failures(rollout)
     versions = slo.versions_served(records)
     s.expect(set(versions) <= {"1", "2"}, f"responses from unexpected model versions: {dict(versions)}")
-    s.expect(steady.versions.keys() == {"1"}, f"before the upgrade the release served {steady.versions}")
-    after_versions = slo.versions_served(after)
-    s.expect(
-        bool(after) and set(after_versions) == {"2"},
-        f"after the rollout completed the Service still answered with {dict(after_versions)} (want only v2)",
-        after,
-    )
+    for name, inside in s.expect_populated(steady).items():
+        s.expect(
+            set(slo.versions_served(inside)) == {"1"},
+            f"{name}: before the upgrade the release served {dict(slo.versions_served(inside))}",
+        )
+    for name, inside in s.expect_no_failures(after).items():
+        after_versions = slo.versions_served(inside)
+        s.expect(
+            set(after_versions) == {"2"},
+            f"{name}: after the rollout completed the Service still answered with {dict(after_versions)} "
+            "(want only v2)",
+            inside,
+        )
+    expect_keep_alive_handed_over(s, probers, "during the rolling upgrade")
     images = s.release.deployment().spec.template.spec.containers[0].image
     s.expect(images.endswith(":v2"), f"Deployment image is {images} after the upgrade")
 
 
 def test_helm_rollback_to_v1(deploy):
     s = deploy_upgrade_release(deploy)
-    revisions = s.release.revisions
-    if not (len(revisions) >= 2 and revisions[-1].setting("image.tag") == "v2"):
+    if s.release.current.setting("image.tag") != "v2" or s.release.latest_revision_where(is_v1) is None:
         bring_to(s, "v1")
         bring_to(s, "v2")
-    previous = s.release.revisions[-2]
-    s.expect(previous.setting("image.tag") == "v1", f"previous revision is not v1: {previous}")
+    current = s.release.current
+    # The target comes from helm's history: the newest earlier revision that ran v1.
+    target = s.release.latest_revision_where(is_v1, before=current.revision)
+    s.expect(
+        target is not None,
+        f"helm history has no v1 revision before {current.revision}: {s.release.revisions}",
+    )
+    assert target is not None
     new_pods = pod_names(s)
-    probe = s.probe(RATE_PER_S)
-    probe.wait_for_requests(RATE_PER_S, timeout_s=30)
-    time.sleep(STEADY_S)
+    s.steady_load(RATE_PER_S, STEADY_S)
 
-    started = s.mark(f"helm rollback to revision {previous.revision} (v1)")
-    restored = s.release.rollback(previous.revision)
+    started = s.mark(f"helm rollback to revision {target.revision} (v1, {target.status})")
+    restored = s.release.rollback(target.revision)
     s.release.wait_rolled_out()
     settled = s.wait_unrouted(new_pods)
     s.mark("rollback complete")
     time.sleep(max(0.0, settled - time.time()) + AFTER_S)
-    probe.stop()
+    ended = s.stop_load()
 
-    records = s.requests()
-    rollout = slo.summarize(slo.sent_between(records, started, settled))
+    rollback = s.window("during helm rollback v2 → v1", started, settled)
     s.fact("rollback_s", f"{settled - started:.1f}")
-    s.fact("p99_rollback_ms", f"{rollout.p99_ms:.0f}")
-    s.expect_no_failures(records, "during helm rollback v2 → v1")
-    after = slo.sent_between(records, settled, float("inf"))
-    after_versions = slo.versions_served(after)
+    s.fact("p99_rollback_ms", f"{slo.summarize(rollback.of(s.requests())).p99_ms:.0f}")
+    s.expect_no_failures(s.window("from the first request to the last", s.load_started_at, ended))
+    s.expect_no_failures(rollback)
+    for name, inside in s.expect_no_failures(s.window("after the rollback", settled, ended)).items():
+        after_versions = slo.versions_served(inside)
+        s.expect(
+            set(after_versions) == {"1"},
+            f"{name}: after the rollback the Service answered with {dict(after_versions)} (want only v1)",
+            inside,
+        )
+    history = s.release.revisions
     s.expect(
-        bool(after) and set(after_versions) == {"1"},
-        f"after the rollback the Service answered with {dict(after_versions)} (want only v1)",
-        after,
+        restored.revision == history[-1].revision
+        and restored.revision > current.revision
+        and restored.setting("image.tag") == "v1"
+        and restored.status == "deployed",
+        f"after rolling back to {target.revision} helm's newest revision is {restored} (history: {history})",
     )
-    s.expect(restored.setting("image.tag") == "v1", f"rollback restored {restored}")
+    s.expect(
+        "Rollback to " + str(target.revision) in restored.description,
+        f"helm's description of revision {restored.revision} does not name the rollback target: "
+        f"{restored.description!r}",
+    )
+
+
+def is_v1(deployed) -> bool:
+    return deployed.setting("image.tag") == "v1" and deployed.status in ("deployed", "superseded")
 
 
 def test_config_change_rolls_pods_via_checksum(deploy):
@@ -128,9 +172,7 @@ def test_config_change_rolls_pods_via_checksum(deploy):
     new_wait = "3" if current_wait != "3" else "4"
     before = s.release.deployment().spec.template.metadata.annotations["checksum/config"]
     old_pods = pod_names(s)
-    probe = s.probe(RATE_PER_S)
-    probe.wait_for_requests(RATE_PER_S, timeout_s=30)
-    time.sleep(STEADY_S)
+    probers = s.steady_load(RATE_PER_S, STEADY_S)
 
     started = s.mark(f"helm upgrade server.batching.maxWaitMs={new_wait}")
     s.release.upgrade(files(s), image_tag=tag, settings={"server.batching.maxWaitMs": new_wait})
@@ -138,11 +180,12 @@ def test_config_change_rolls_pods_via_checksum(deploy):
     settled = s.wait_unrouted(old_pods)
     s.mark("config roll complete")
     time.sleep(max(0.0, settled - time.time()) + AFTER_S)
-    probe.stop()
+    ended = s.stop_load()
 
-    records = s.requests()
     s.fact("roll_s", f"{settled - started:.1f}")
-    s.expect_no_failures(records, "while a config-only change rolled the pods")
+    s.expect_no_failures(s.window("from the first request to the last", s.load_started_at, ended))
+    s.expect_no_failures(s.window("while a config-only change rolled the pods", started, settled))
+    expect_keep_alive_handed_over(s, probers, "during the config roll")
     after = s.release.deployment().spec.template.metadata.annotations["checksum/config"]
     s.expect(after != before, "checksum/config did not change with the server setting")
     s.expect(
@@ -161,22 +204,21 @@ def test_broken_release_never_takes_traffic_and_is_rolled_back(deploy):
     s = deploy_upgrade_release(deploy)
     healthy = s.release.current
     old_pods = pod_names(s)
-    probe = s.probe(RATE_PER_S)
-    probe.wait_for_requests(RATE_PER_S, timeout_s=30)
-    time.sleep(STEADY_S)
+    s.steady_load(RATE_PER_S, STEADY_S)
 
-    s.mark("helm upgrade to a release that never becomes ready")
+    started = s.mark("helm upgrade to a release that never becomes ready")
     upgrade_error = None
     try:
         s.release.upgrade(
             files(s, "broken.yaml"),
             image_tag=healthy.setting("image.tag") or "v1",
-            settings={k: v for k, v in healthy.set_values if k.startswith("server.")},
+            settings=healthy.settings_under("server"),
             timeout_s=BROKEN_WAIT_S,
         )
     except Exception as exc:  # the helm failure is the expected outcome; its text goes to the report
         upgrade_error = f"{type(exc).__name__}: {exc}"
-    s.mark("helm upgrade gave up")
+    gave_up = s.mark("helm upgrade gave up")
+    newest = s.release.revisions[-1]
     broken_pods = pod_names(s) - old_pods
     ready_broken = sorted(
         {e.name for e in s.events("pod") if e.name in broken_pods and e.detail["ready"]}
@@ -189,7 +231,7 @@ def test_broken_release_never_takes_traffic_and_is_rolled_back(deploy):
     s.release.wait_rolled_out()
     s.mark("restored")
     time.sleep(AFTER_S)
-    probe.stop()
+    ended = s.stop_load()
 
     records = s.requests()
     served_by = {record.served_by for record in records if record.ok}
@@ -199,11 +241,17 @@ def test_broken_release_never_takes_traffic_and_is_rolled_back(deploy):
     s.expect(
         upgrade_error is not None, "helm upgrade --wait reported success for a release that cannot be ready"
     )
+    s.expect(
+        newest.revision > healthy.revision and newest.status == "failed",
+        f"helm history does not record the broken upgrade as a failed revision after {healthy.revision}: "
+        f"{s.release.revisions}",
+    )
     s.expect(bool(broken_pods), "the broken upgrade created no new pod (nothing was tested)")
     s.expect(not ready_broken, f"broken pods became Ready: {ready_broken}")
     s.expect(not (served_by & broken_pods), f"broken pods answered requests: {served_by & broken_pods}")
     s.expect(
         still_ready_old == old_pods, f"old pods not all Ready during the broken upgrade: {still_ready_old}"
     )
-    s.expect_no_failures(records, "during the broken upgrade and its rollback")
+    s.expect_no_failures(s.window("while the broken upgrade waited", started, gave_up))
+    s.expect_no_failures(s.window("during the broken upgrade and its rollback", s.load_started_at, ended))
     s.expect(pod_names(s) == old_pods, f"rollback replaced the healthy pods: {pod_names(s)} vs {old_pods}")

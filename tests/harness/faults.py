@@ -1,5 +1,8 @@
 """Faults the healing and disruption suites inject, each through the Kubernetes API only.
 
+Evictions go through the Eviction API, one call (`evict`) or drain-style (`drain_evictions`:
+every pod at once, retried while the PodDisruptionBudget refuses, as `kubectl drain` does).
+
 Killing a container's main process with SIGKILL is the subtle one. The server is PID 1
 of its container's PID namespace, and the kernel ignores SIGKILL sent to a namespace's
 init from inside that namespace (`kubectl exec … kill -9 1` does nothing). A signal from
@@ -18,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubernetes import client
@@ -170,3 +175,47 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str) -> EvictionAttempt:
         with contextlib.suppress(ValueError):
             reason = json.loads(exc.body or "{}").get("message", reason)
         return EvictionAttempt(time.time(), pod, exc.status, reason)
+
+
+def drain_evictions(
+    core: client.CoreV1Api,
+    namespace: str,
+    pods: Sequence[str],
+    retry_every_s: float,
+    timeout_s: float,
+) -> list[EvictionAttempt]:
+    """Evict `pods` the way `kubectl drain` does: all at once, each retried while the budget refuses.
+
+    kubectl drain (k8s.io/kubectl/pkg/drain) starts one eviction per pod concurrently and
+    retries a pod on 429 (the PodDisruptionBudget allows no disruption now) every 5 s
+    until it is evicted or the timeout passes; a 404 means the pod is gone already. Returns
+    every attempt, in time order; raises TimeoutError naming the pods never evicted.
+    """
+    attempts: list[EvictionAttempt] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + timeout_s
+    unevicted: set[str] = set(pods)
+
+    def evict_until_allowed(pod: str) -> None:
+        while time.monotonic() < deadline:
+            attempt = evict(core, namespace, pod)
+            with lock:
+                attempts.append(attempt)
+            if attempt.status in (201, 404):
+                with lock:
+                    unevicted.discard(pod)
+                return
+            time.sleep(retry_every_s)
+
+    workers = [threading.Thread(target=evict_until_allowed, args=(pod,), daemon=True) for pod in pods]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()) + retry_every_s + 30)
+    ordered = sorted(attempts, key=lambda attempt: attempt.at)
+    if unevicted:
+        raise TimeoutError(
+            f"not evicted within {timeout_s:.0f}s: {sorted(unevicted)} "
+            f"(last answers: {[a for a in ordered if a.pod in unevicted][-3:]})"
+        )
+    return ordered

@@ -2,9 +2,10 @@
 
 A thin layer over `ops.release.Release` (the one implementation of helm install/
 upgrade/rollback/uninstall and of the restricted namespace, which `make up` uses too):
-it keeps the values stack of the release
-(base values, suite values, then any extra files the run adds, e.g. the deliberately
-unsafe rollout), remembers what each revision was deployed with, and finds the
+it keeps the values stack of the release (base values, suite values, then any extra
+files the run adds, e.g. the deliberately unsafe rollout), reads what each revision was
+deployed with from helm itself (`helm history`, `helm get values --revision`), so a
+rollback targets a revision helm knows by the values it really holds, and finds the
 release's Deployment, Service and pods through the chart's selector labels.
 """
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 from ops import release as ops_release
@@ -25,14 +27,43 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 @dataclass(frozen=True)
 class Deployed:
-    """What one revision was deployed with."""
+    """One revision as helm records it: its number, status and the values it was given."""
 
     revision: int
-    values_files: tuple[str, ...]
-    set_values: tuple[tuple[str, str], ...]
+    status: str  # deployed | superseded | failed | pending-upgrade | ...
+    description: str
+    values: Mapping[str, Any]
 
     def setting(self, key: str) -> str | None:
-        return dict(self.set_values).get(key)
+        """A value by dotted path, as text the way `--set` spells it (None when not given)."""
+        value: Any = self.values
+        for part in key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return None
+            value = value[part]
+        return value_text(value)
+
+    def settings_under(self, prefix: str) -> dict[str, str]:
+        """Every leaf value under `prefix` as dotted `--set` keys, e.g. {"server.logLevel": "debug"}."""
+        flat: dict[str, str] = {}
+
+        def walk(path: str, value: Any) -> None:
+            if isinstance(value, Mapping):
+                for key, child in value.items():
+                    walk(f"{path}.{key}", child)
+            elif (text := value_text(value)) is not None:
+                flat[path] = text
+
+        walk(prefix, self.values.get(prefix, {}))
+        return flat
+
+
+def value_text(value: Any) -> str | None:
+    if value is None or isinstance(value, Mapping | list):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 E2E_NAMESPACE_LABELS = {**ops_release.RESTRICTED_LABELS, "app.kubernetes.io/part-of": "tf-model-server-e2e"}
@@ -48,8 +79,8 @@ class Release:
     node_port: int
     base_values: tuple[Path, ...]
     extra_values: tuple[Path, ...] = ()
-    revisions: list[Deployed] = field(default_factory=list)
     timeout_s: int = 240
+    _values_by_revision: dict[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def helm(self) -> ops_release.Release:
@@ -74,9 +105,7 @@ class Release:
         self, files: Sequence[Path], image_tag: str, settings: Mapping[str, object] | None = None
     ) -> None:
         sets = self._sets(image_tag, settings or {})
-        stack = self._values_stack(files)
-        self.helm.install(stack, sets, wait=True, timeout=f"{self.timeout_s}s")
-        self._remember(stack, sets)
+        self.helm.install(self._values_stack(files), sets, wait=True, timeout=f"{self.timeout_s}s")
         self.wait_reachable()
 
     def upgrade(
@@ -89,22 +118,19 @@ class Release:
     ) -> None:
         """helm upgrade with the full values stack (never --reuse-values: every revision is explicit)."""
         sets = self._sets(image_tag, settings or {})
-        stack = self._values_stack(files)
-        try:
-            self.helm.upgrade(stack, sets, wait=wait, timeout=f"{timeout_s or self.timeout_s}s")
-        finally:
-            # helm records the revision even when --wait times out (status "failed").
-            self._remember(stack, sets)
-
-    def rollback(self, revision: int | None = None) -> Deployed:
-        """helm rollback (to the previous revision by default); returns what is deployed now."""
-        target = revision if revision is not None else self.revisions[-2].revision
-        self.helm.rollback(target, wait=True, timeout=f"{self.timeout_s}s")
-        restored = next(r for r in self.revisions if r.revision == target)
-        self.revisions.append(
-            Deployed(self.revisions[-1].revision + 1, restored.values_files, restored.set_values)
+        self.helm.upgrade(
+            self._values_stack(files), sets, wait=wait, timeout=f"{timeout_s or self.timeout_s}s"
         )
-        return self.revisions[-1]
+
+    def rollback(self, revision: int) -> Deployed:
+        """helm rollback to a revision from helm's history; returns the revision deployed now."""
+        known = {deployed.revision for deployed in self.revisions}
+        if revision not in known:
+            raise ValueError(
+                f"{self.namespace}/{self.name} has no revision {revision} (helm history: {known})"
+            )
+        self.helm.rollback(revision, wait=True, timeout=f"{self.timeout_s}s")
+        return self.current
 
     def uninstall(self) -> None:
         """Uninstall without waiting for the pods' drain (the namespace goes next anyway)."""
@@ -113,13 +139,44 @@ class Release:
     def delete_namespace(self) -> None:
         self.helm.delete_namespace(wait=False)
 
-    def _remember(self, stack: Sequence[Path], sets: Mapping[str, str]) -> None:
-        revision = self.revisions[-1].revision + 1 if self.revisions else 1
-        self.revisions.append(Deployed(revision, tuple(str(p) for p in stack), tuple(sorted(sets.items()))))
+    # -- what helm recorded ------------------------------------------------------------
+
+    @property
+    def revisions(self) -> list[Deployed]:
+        """Every revision in `helm history`, oldest first, with the values it was deployed with."""
+        return [
+            Deployed(
+                revision=int(entry["revision"]),
+                status=str(entry.get("status", "")),
+                description=str(entry.get("description", "")),
+                values=self._values_of(int(entry["revision"])),
+            )
+            for entry in sorted(self.helm.history(), key=lambda entry: int(entry["revision"]))
+        ]
+
+    def _values_of(self, revision: int) -> Mapping[str, Any]:
+        # A revision's values never change: ask helm once per revision.
+        if revision not in self._values_by_revision:
+            output = self.helm.helm(
+                "get", "values", self.name, "--revision", str(revision), "--output", "json"
+            ).stdout
+            self._values_by_revision[revision] = json.loads(output or "null") or {}
+        return self._values_by_revision[revision]
 
     @property
     def current(self) -> Deployed:
-        return self.revisions[-1]
+        """The revision helm reports as deployed (the newest one if none is)."""
+        revisions = self.revisions
+        if not revisions:
+            raise RuntimeError(f"{self.namespace}/{self.name} has no helm history")
+        return next((r for r in reversed(revisions) if r.status == "deployed"), revisions[-1])
+
+    def latest_revision_where(
+        self, wanted: Callable[[Deployed], bool], before: int | None = None
+    ) -> Deployed | None:
+        """The newest revision (older than `before`, if given) that `wanted` accepts."""
+        candidates = [r for r in self.revisions if (before is None or r.revision < before) and wanted(r)]
+        return candidates[-1] if candidates else None
 
     # -- what the release runs ---------------------------------------------------------
 

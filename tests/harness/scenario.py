@@ -1,8 +1,12 @@
 """One e2e test's run: its probers, cluster recorder, pod logs, marks, facts and report.
 
 The suites drive a Scenario (start load, mark phases, read records) and assert through
-`expect`, which fails with what a person needs to debug: the failed requests, the
-cluster's timeline and the pods' logs. Whatever the outcome, `finish` writes
+it, which fails with what a person needs to debug: the failed requests, the cluster's
+timeline and the pods' logs. Guarantees over requests are judged per prober and per
+window by harness.guarantees (`expect_no_failures`, `expect_loss_bounded`): a prober is
+stopped and checked sound (complete record, on schedule) before its record is believed,
+it must have run through the whole window, and the window must hold enough of its
+requests to mean something. Whatever the outcome, `finish` writes
 `<reports>/<test>.json` + `.png` and returns the one-line SLO summary.
 """
 
@@ -16,13 +20,16 @@ from typing import Any
 
 from kubernetes import client
 
-from harness import report, slo
+from harness import guarantees, report, slo
 from harness.cluster_events import ClusterEvent, ClusterRecorder, format_timeline, warning_events
+from harness.guarantees import KUBE_PROXY_PROPAGATION_S, Loss, LossBudget, SLOViolation, Window
 from harness.pod_logs import PodLogCollector, tail
-from harness.prober import Prober, RequestRecord, Target
+from harness.prober import KeepAlivePool, NewConnections, Prober, RequestRecord, Target, Transport
 from harness.release import Release
 
 LOG_LINES_IN_FAILURE = 25
+# The keep-alive prober's pool: a few connections, each carrying its share of the load.
+KEEP_ALIVE_CONNECTIONS = 4
 
 
 class ScenarioFailure(AssertionError):
@@ -49,7 +56,6 @@ class Scenario:
         self.pod_logs = PodLogCollector(api_client, self.namespace)
         self.record = report.TestRecord(test=test_id, started_at=time.time())
         self.probers: list[Prober] = []
-        self._finished_requests: list[RequestRecord] = []
         self.slo_facts: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -64,6 +70,9 @@ class Scenario:
         """Stop everything, write the report, return the SLO line."""
         for prober in self.probers:
             prober.stop()
+        self.record.facts["probers"] = [prober_facts(prober) for prober in self.probers]
+        if self.probers:
+            self.slo_facts["probers"] = "; ".join(prober_summary(prober) for prober in self.probers)
         self.record.requests = self.requests()
         self.record.events = self.recorder.stop()
         logs = self.pod_logs.stop()
@@ -95,23 +104,54 @@ class Scenario:
         self,
         rate_per_s: float,
         max_duration_s: float = 600,
-        name: str = "steady",
+        name: str = "new-connection",
         target: Target | None = None,
         timeout_s: float = 10,
+        keep_alive: int = 0,
     ) -> Prober:
         """Start an open-loop prober through the Service; it stops at the end of the test at the latest.
 
-        Every prober of this test sends from the test's own loopback address (see harness.prober).
+        `keep_alive=n` sends over a pool of n persistent connections instead of a new
+        connection per request (harness.prober). Every prober of this test sends from
+        the test's own loopback address.
         """
+        transport: Transport = KeepAlivePool(keep_alive) if keep_alive else NewConnections()
         prober = Prober(
             dataclasses.replace(target or self._target_factory(), source_address=self.client_address),
             rate_per_s=rate_per_s,
             max_duration_s=max_duration_s,
             timeout_s=timeout_s,
             name=name,
+            transport=transport,
         )
         self.probers.append(prober.start())
         return prober
+
+    def steady_load(
+        self, rate_per_s: float, settle_s: float, keep_alive: int = KEEP_ALIVE_CONNECTIONS
+    ) -> list[Prober]:
+        """The suites' load: a new-connection prober and, beside it, a keep-alive one at the same rate.
+
+        Returns once both have answers and `settle_s` has passed (a steady window to compare with).
+        """
+        probers = [self.probe(rate_per_s)]
+        if keep_alive:
+            probers.append(self.probe(rate_per_s, name="keep-alive", keep_alive=keep_alive))
+        for prober in probers:
+            prober.wait_for_requests(int(rate_per_s), timeout_s=30)
+        time.sleep(settle_s)
+        return probers
+
+    def stop_load(self) -> float:
+        """Stop every prober (waiting for what is in flight); returns when the load stopped."""
+        for prober in self.probers:
+            prober.stop()
+        return min((p.stopped_at for p in self.probers if p.stopped_at is not None), default=time.time())
+
+    @property
+    def load_started_at(self) -> float:
+        """When the last of the probers started (every prober runs from here on)."""
+        return max(p.started_at for p in self.probers if p.started_at is not None)
 
     def requests(self) -> list[RequestRecord]:
         merged = [record for prober in self.probers for record in prober.records()]
@@ -166,13 +206,75 @@ class Scenario:
         if not condition:
             self.fail(headline, requests)
 
-    def expect_no_failures(self, requests: Sequence[RequestRecord], during: str) -> None:
-        failed = slo.failures(requests)
-        self.expect(
-            not failed,
-            f"{len(failed)} of {len(requests)} requests failed {during} (SLO: 0 failed)",
-            requests,
-        )
+    def window(self, label: str, start: float, end: float) -> Window:
+        return Window(label, start, end)
+
+    def judged(self, window: Window | None, probers: Sequence[Prober] | None) -> list[Prober]:
+        """The probers to judge, each stopped, sound, and (for a window) running through all of it."""
+        chosen = list(probers) if probers is not None else list(self.probers)
+        self.expect(bool(chosen), "no prober ran: there is no record to judge")
+        for prober in chosen:
+            prober.stop()
+            try:
+                guarantees.sound(prober.ledger())
+            except SLOViolation as violation:
+                self.fail(str(violation), violation.records or prober.records())
+            if window is not None:
+                assert prober.started_at is not None and prober.stopped_at is not None
+                origin = self.record.started_at
+                self.expect(
+                    prober.started_at <= window.start and prober.stopped_at >= window.end,
+                    f"prober {prober.name} did not run through the whole window {window.label} "
+                    f"(it ran t={prober.started_at - origin:.1f}s..{prober.stopped_at - origin:.1f}s, "
+                    f"the window is t={window.start - origin:.1f}s..{window.end - origin:.1f}s)",
+                )
+        return chosen
+
+    def expect_populated(
+        self, window: Window, probers: Sequence[Prober] | None = None
+    ) -> dict[str, list[RequestRecord]]:
+        """Each prober's requests in the window, failing when a prober sent too few there."""
+        return self._per_prober(guarantees.populated, window, probers)
+
+    def expect_no_failures(
+        self, window: Window, probers: Sequence[Prober] | None = None
+    ) -> dict[str, list[RequestRecord]]:
+        """0 failed requests in the window, for every prober (default: all of this test's)."""
+        return self._per_prober(guarantees.no_failures, window, probers)
+
+    def _per_prober(
+        self,
+        check: Callable[[Sequence[RequestRecord], Window, float, str], list[RequestRecord]],
+        window: Window,
+        probers: Sequence[Prober] | None,
+    ) -> dict[str, list[RequestRecord]]:
+        inside = {}
+        for prober in self.judged(window, probers):
+            try:
+                inside[prober.name] = check(prober.records(), window, prober.rate_per_s, prober.name)
+            except SLOViolation as violation:
+                self.fail(str(violation), violation.records)
+        return inside
+
+    def expect_loss_bounded(
+        self,
+        loss: Loss,
+        before: Window,
+        max_exposure_s: float,
+        probers: Sequence[Prober] | None = None,
+    ) -> list[LossBudget]:
+        """Failures bounded by the lost pods' share of each prober's traffic (harness.guarantees)."""
+        budgets = []
+        for prober in self.judged(before, probers):
+            try:
+                budgets.append(
+                    guarantees.bounded_loss(
+                        prober.records(), loss, prober.rate_per_s, prober.name, before, max_exposure_s
+                    )
+                )
+            except SLOViolation as violation:
+                self.fail(str(violation), violation.records)
+        return budgets
 
     def fail(self, headline: str, requests: Sequence[RequestRecord] | None = None) -> None:
         raise ScenarioFailure(self.diagnosis(headline, requests))
@@ -201,10 +303,33 @@ class Scenario:
         return "\n".join(sections)
 
 
-# kube-proxy rewrites its rules at most once per --iptables-min-sync-period (1 s by default)
-# after an EndpointSlice changes: a connection opened within that time can still reach a
-# pod that has just left the Service.
-KUBE_PROXY_PROPAGATION_S = 2.0
+def prober_facts(prober: Prober) -> dict[str, Any]:
+    """What the report keeps about a prober besides its requests."""
+    ledger = prober.ledger()
+    lags = [r.sent_at - r.scheduled_at for r in ledger.records]
+    return {
+        "name": prober.name,
+        "transport": ledger.transport,
+        "rate_per_s": prober.rate_per_s,
+        "target": prober.target.url,
+        "started_at": prober.started_at,
+        "stopped_at": prober.stopped_at,
+        "scheduled": ledger.scheduled,
+        "recorded": len(ledger.records),
+        "failed": len(slo.failures(ledger.records)),
+        "reused_connection": sum(1 for r in ledger.records if r.reused),
+        "max_schedule_lag_s": max(lags, default=0.0),
+        **ledger.stats,
+    }
+
+
+def prober_summary(prober: Prober) -> str:
+    facts = prober_facts(prober)
+    text = f"{prober.name} {facts['recorded']}/{facts['scheduled']} recorded, {facts['failed']} failed"
+    if "connections_opened" in facts:
+        closed = facts["closed_by_server_answer"] + facts["closed_by_server_idle"]
+        text += f", {facts['connections_opened']} connections, {closed} closed by the server"
+    return text + f", lag ≤{facts['max_schedule_lag_s'] * 1000:.0f}ms"
 
 
 def ready_endpoint_pods(api_client: client.ApiClient, namespace: str) -> set[str]:

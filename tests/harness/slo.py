@@ -33,8 +33,8 @@ def failures(records: Iterable[RequestRecord]) -> list[RequestRecord]:
 
 
 def in_flight_at(records: Iterable[RequestRecord], instant: float) -> list[RequestRecord]:
-    """Requests that had been sent and not yet answered at `instant`."""
-    return [record for record in records if record.sent_at <= instant < record.finished_at]
+    """Requests sent before `instant` and not yet answered at it."""
+    return [record for record in records if record.sent_at < instant < record.finished_at]
 
 
 def first_success_after(records: Iterable[RequestRecord], instant: float) -> RequestRecord | None:

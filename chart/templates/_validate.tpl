@@ -1,0 +1,62 @@
+{{/*
+Every rule the values schema cannot express, one named helper each; `tf-model-server.validate`
+runs them all once (from deployment.yaml, which every release renders), so template
+bodies only render. Each rule fails with the values it names and what to do.
+*/}}
+{{- define "tf-model-server.validate" -}}
+{{- include "tf-model-server.validate.modelSource" . }}
+{{- include "tf-model-server.validate.drain" . }}
+{{- include "tf-model-server.validate.preStopSleep" . }}
+{{- include "tf-model-server.validate.autoscaling" . }}
+{{- include "tf-model-server.validate.ephemeralStorage" . }}
+{{- end }}
+
+{{- define "tf-model-server.validate.modelSource" -}}
+{{- $model := .Values.model }}
+{{- if and (eq $model.source "pvc") (not $model.pvc.claimName) }}
+{{- fail "model.source is pvc: set model.pvc.claimName to an existing PersistentVolumeClaim" }}
+{{- end }}
+{{- if and (eq $model.source "url") (not $model.url.address) }}
+{{- fail "model.source is url: set model.url.address to the model archive's URL" }}
+{{- end }}
+{{- end }}
+
+{{- define "tf-model-server.validate.drain" -}}
+{{- $drain := .Values.server.drain }}
+{{- if ge (int $drain.delaySeconds) (int $drain.timeoutSeconds) }}
+{{- fail (printf "server.drain.delaySeconds (%d) must be less than server.drain.timeoutSeconds (%d): in-flight requests need time to finish after the delay" (int $drain.delaySeconds) (int $drain.timeoutSeconds)) }}
+{{- end }}
+{{- end }}
+
+{{- define "tf-model-server.validate.preStopSleep" -}}
+{{- if and (gt (int .Values.termination.preStopSleepSeconds) 0) (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "termination.preStopSleepSeconds needs Kubernetes 1.30+ (the kubelet's native preStop sleep); this cluster is %s" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- end }}
+
+{{- define "tf-model-server.validate.autoscaling" -}}
+{{- $autoscaling := .Values.autoscaling }}
+{{- if $autoscaling.enabled }}
+{{- if not (or $autoscaling.targetCPUUtilizationPercentage $autoscaling.targetMemoryUtilizationPercentage $autoscaling.metrics) }}
+{{- fail "autoscaling.enabled needs a metric: set targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage or metrics" }}
+{{- end }}
+{{- if gt (int $autoscaling.minReplicas) (int $autoscaling.maxReplicas) }}
+{{- fail (printf "autoscaling.minReplicas (%d) is greater than autoscaling.maxReplicas (%d)" (int $autoscaling.minReplicas) (int $autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The /tmp emptyDir counts toward the server container's ephemeral storage: a limit below
+its sizeLimit would have the kubelet evict the pod before the volume is full.
+*/}}
+{{- define "tf-model-server.validate.ephemeralStorage" -}}
+{{- $tmp := include "tf-model-server.bytes" (dict "value" .Values.tmpDir.sizeLimit "name" "tmpDir.sizeLimit") | int64 }}
+{{- $limits := .Values.resources.limits | default dict }}
+{{- with get $limits "ephemeral-storage" }}
+{{- $limit := include "tf-model-server.bytes" (dict "value" . "name" "resources.limits.ephemeral-storage") | int64 }}
+{{- if lt $limit $tmp }}
+{{- fail (printf "resources.limits.ephemeral-storage (%v) is less than tmpDir.sizeLimit (%v): the kubelet would evict the pod before /tmp is full; raise the limit or lower the sizeLimit" . $.Values.tmpDir.sizeLimit) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,256 @@
+"""The guarantees the suites assert, as checks over the prober's record that can fail.
+
+Pure functions over RequestRecords and a prober's Ledger; each raises SLOViolation with a
+message that names what broke, and the records that show it. harness.scenario turns a
+violation into a test failure with the cluster's side of the story.
+
+- **A window means something only with enough requests in it.** Every window is judged
+  per prober and must hold at least POPULATION_FRACTION of rate x length requests, and
+  never fewer than POPULATION_FLOOR: "0 failed" over an empty window is not a result.
+- **The prober must be sound before its record is believed** (`sound`): it stopped (the
+  record is complete), every scheduled request has exactly one record (sequence numbers
+  0..n-1, sent == recorded), none was refused by the prober itself (ProberOverload,
+  ProberError), and none left more than SCHEDULE_LAG_LIMIT_S after its scheduled time:
+  a prober that falls behind its schedule is closed-loop (a concurrency cap or a starved
+  scheduler) and applies less load exactly when the backend stalls.
+- **Backends that die without draining** (a SIGKILLed server, a node that vanishes; one
+  pod or many: a `Loss`) may cost only what could have been on them. `bounded_loss`
+  measures the lost pods' share of the traffic from the prober's own record before the
+  loss (X-Served-By), and allows, over the exposure window (from the loss until the
+  Service stopped routing to the last lost pod, plus kube-proxy's propagation, capped),
+  at most share x requests + Z_SIGMA binomial standard deviations (kube-proxy picks an
+  endpoint at random per connection) + the requests in flight at the loss. A failed
+  request outside that set fails the check, and so does an exposure longer than the cap.
+  A whole-Service outage breaks the bound: with a share of 1/3, a window of 2.5 s at
+  30 req/s (75 requests) allows 25 + 17 + in flight, while an outage fails all 75 and
+  the ones after the window too. With Z_SIGMA = 4 an honest run exceeds the bound with a
+  probability around 3e-5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from harness.prober import Ledger, RequestRecord
+from harness.slo import failures, in_flight_at
+
+POPULATION_FRACTION = 0.8
+POPULATION_FLOOR = 10
+SCHEDULE_LAG_LIMIT_S = 1.0
+Z_SIGMA = 4.0
+# kube-proxy rewrites its rules at most once per --iptables-min-sync-period (1 s by default)
+# after an EndpointSlice changes: a connection opened within that time can still reach a
+# pod that has just left the Service.
+KUBE_PROXY_PROPAGATION_S = 2.0
+
+
+class SLOViolation(AssertionError):
+    """A guarantee did not hold; `records` are the requests that show it."""
+
+    def __init__(self, message: str, records: Iterable[RequestRecord] = ()) -> None:
+        super().__init__(message)
+        self.records = tuple(records)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named span of a test, [start, end) in epoch seconds; requests belong by send time."""
+
+    label: str
+    start: float
+    end: float
+
+    @property
+    def length_s(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def of(self, records: Iterable[RequestRecord]) -> list[RequestRecord]:
+        return [record for record in records if self.start <= record.sent_at < self.end]
+
+
+def required_population(rate_per_s: float, window: Window) -> int:
+    return max(POPULATION_FLOOR, math.floor(POPULATION_FRACTION * rate_per_s * window.length_s))
+
+
+def populated(
+    records: Sequence[RequestRecord], window: Window, rate_per_s: float, prober: str
+) -> list[RequestRecord]:
+    """The prober's requests in the window; a violation when there are too few to mean anything."""
+    inside = window.of(records)
+    need = required_population(rate_per_s, window)
+    if len(inside) < need:
+        raise SLOViolation(
+            f"{prober}: only {len(inside)} requests were sent {window.label} "
+            f"({window.length_s:.1f}s at {rate_per_s:g}/s needs at least {need}): "
+            "the window proves nothing",
+            inside,
+        )
+    return inside
+
+
+def no_failures(
+    records: Sequence[RequestRecord], window: Window, rate_per_s: float, prober: str
+) -> list[RequestRecord]:
+    """0 failed requests in a populated window."""
+    inside = populated(records, window, rate_per_s, prober)
+    failed = failures(inside)
+    if failed:
+        raise SLOViolation(
+            f"{prober}: {len(failed)} of {len(inside)} requests failed {window.label} (SLO: 0 failed)", inside
+        )
+    return inside
+
+
+def seq_ranges(seqs: Sequence[int], limit: int = 8) -> str:
+    """`[3, 4, 5, 9]` -> "3-5, 9"."""
+    runs: list[list[int]] = []
+    for value in sorted(seqs):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    text = [f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    more = f", … ({len(text) - limit} more)" if len(text) > limit else ""
+    return ", ".join(text[:limit]) + more
+
+
+def sound(ledger: Ledger, lag_limit_s: float = SCHEDULE_LAG_LIMIT_S) -> None:
+    """The prober's record is complete and its load was the load it was asked for."""
+    problems: list[str] = []
+    shown: list[RequestRecord] = []
+    if ledger.stopped_at is None:
+        problems.append("it is still running, so its record is incomplete (stop it before judging it)")
+    counts = Counter(record.seq for record in ledger.records)
+    missing = sorted(set(range(ledger.scheduled)) - counts.keys())
+    duplicated = sorted(seq for seq, n in counts.items() if n > 1)
+    unscheduled = sorted(seq for seq in counts if not 0 <= seq < ledger.scheduled)
+    if missing:
+        problems.append(
+            f"{len(missing)} of {ledger.scheduled} scheduled requests have no record "
+            f"(seq {seq_ranges(missing)}): dropped"
+        )
+    if duplicated:
+        problems.append(f"seq {seq_ranges(duplicated)} recorded more than once")
+    if unscheduled:
+        problems.append(f"records for seq {seq_ranges(unscheduled)}, which were never scheduled")
+    if missing or duplicated or unscheduled or len(ledger.records) != ledger.scheduled:
+        problems.append(
+            f"sent {ledger.scheduled} != recorded {len(ledger.records)}: sequence numbers are not 0..n-1"
+        )
+    refused = [record for record in ledger.records if record.prober_fault]
+    if refused:
+        kinds = Counter((record.error or "").split(":")[0] for record in refused)
+        problems.append(
+            f"{len(refused)} requests were never sent by the prober itself "
+            f"({', '.join(f'{k} {n}' for k, n in kinds.items())}): {refused[0].error}"
+        )
+        shown += refused
+    late = [record for record in ledger.records if record.sent_at - record.scheduled_at > lag_limit_s]
+    if late:
+        worst = max(late, key=lambda record: record.sent_at - record.scheduled_at)
+        problems.append(
+            f"{len(late)} requests left more than {lag_limit_s:g}s after their scheduled time "
+            f"(worst: seq {worst.seq}, {worst.sent_at - worst.scheduled_at:.1f}s late): the prober fell "
+            "behind its schedule, so it was not open loop (a concurrency cap or a starved scheduler) "
+            "and did not apply the load the SLO assumes"
+        )
+        shown += late
+    if problems:
+        raise SLOViolation(
+            f"prober {ledger.prober} ({ledger.transport}) cannot be believed: " + "; ".join(problems), shown
+        )
+
+
+def traffic_share(records: Sequence[RequestRecord], pods: Collection[str], window: Window) -> float:
+    """The fraction of the window's successful answers that came from `pods` (X-Served-By)."""
+    answered = [record for record in window.of(records) if record.ok]
+    if not answered:
+        raise SLOViolation(
+            f"no successful answer {window.label}: the traffic share of {sorted(pods)} is unknown"
+        )
+    return sum(1 for record in answered if record.served_by in pods) / len(answered)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Pods that stopped without draining, and when the Service stopped routing to them."""
+
+    label: str  # e.g. "SIGKILL of pod-a" or "node worker-2 lost"
+    pods: frozenset[str]
+    lost_at: float
+    unrouted_at: float  # the last of them left the EndpointSlices
+
+
+@dataclass(frozen=True)
+class LossBudget:
+    """What bounded_loss measured and allowed for one prober."""
+
+    prober: str
+    share: float
+    exposure: Window
+    in_flight: int
+    exposed: int
+    allowed: int
+    failed: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.failed} failed of {self.exposed} sent in {self.exposure.length_s:.1f}s"
+            f" + {self.in_flight} in flight (allowed {self.allowed}: share {self.share:.2f})"
+        )
+
+
+def binomial_upper(trials: int, p: float, z: float) -> int:
+    return math.ceil(trials * p + z * math.sqrt(trials * p * (1.0 - p)))
+
+
+def bounded_loss(
+    records: Sequence[RequestRecord],
+    loss: Loss,
+    rate_per_s: float,
+    prober: str,
+    before: Window,
+    max_exposure_s: float,
+    propagation_s: float = KUBE_PROXY_PROPAGATION_S,
+    z: float = Z_SIGMA,
+) -> LossBudget:
+    """Failures bounded by what could have been on the lost pods (see the module docstring)."""
+    if before.end > loss.lost_at:
+        raise ValueError(f"the share window ({before.label}) must end before the loss ({loss.label})")
+    share = traffic_share(populated(records, before, rate_per_s, prober), loss.pods, before)
+    routed_s = loss.unrouted_at + propagation_s - loss.lost_at
+    pods = ", ".join(sorted(loss.pods))
+    if routed_s > max_exposure_s:
+        raise SLOViolation(
+            f"after {loss.label} the Service could still route to {pods} for {routed_s:.1f}s "
+            f"(EndpointSlice update {loss.unrouted_at - loss.lost_at:.1f}s + kube-proxy {propagation_s:g}s; "
+            f"cap {max_exposure_s:g}s)",
+            failures(records),
+        )
+    exposure = Window(f"while the Service could still route to {pods}", loss.lost_at, loss.lost_at + routed_s)
+    exposed = populated(records, exposure, rate_per_s, prober)
+    in_flight = in_flight_at(records, loss.lost_at)
+    explained = {record.seq for record in [*exposed, *in_flight]}
+    failed = failures(records)
+    unexplained = [record for record in failed if record.seq not in explained]
+    if unexplained:
+        raise SLOViolation(
+            f"{prober}: {len(unexplained)} failed requests could not have been on {pods}: neither in flight "
+            f"at {loss.label} nor sent in the {exposure.length_s:.1f}s the Service still routed to them",
+            unexplained,
+        )
+    allowed = len(in_flight) + binomial_upper(len(exposed), share, z)
+    budget = LossBudget(prober, share, exposure, len(in_flight), len(exposed), allowed, len(failed))
+    if len(failed) > allowed:
+        raise SLOViolation(
+            f"{prober}: {len(failed)} requests failed after {loss.label}, more than the {allowed} that could "
+            f"have been on {pods}: their share of the traffic before ({share:.0%} of {before.label}) of the "
+            f"{len(exposed)} sent {exposure.label} ({exposure.length_s:.1f}s) + {z:g} sigma + "
+            f"{len(in_flight)} in flight at the loss. The Service failed beyond the lost pods "
+            "(a whole-Service outage looks like this)",
+            failed,
+        )
+    return budget

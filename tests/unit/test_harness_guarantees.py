@@ -1,0 +1,273 @@
+"""The e2e guarantees judged on recorded data (no cluster): each check fails where it must.
+
+Two kinds of record: runs of the real Prober (against a local HTTP server, or a transport
+that reproduces a throttle), and records shaped like a test's at 30 requests/s through a
+3-pod Service (served_by in turn, failures where the scenario puts them): a honest
+SIGKILL of one pod, a whole-Service outage, an empty window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from harness import guarantees
+from harness.guarantees import Loss, SLOViolation, Window
+from harness.prober import NewConnections, Prober, RequestRecord, Target
+from harness.scenario import Scenario, ScenarioFailure
+from kubernetes import client
+
+from unit import test_harness_prober
+from unit.test_harness_prober import run_for, target_for
+
+server = test_harness_prober.server  # the same fake model server fixture
+ORIGIN = 1_700_000_000.0
+RATE = 30.0
+PODS = ("pod-a", "pod-b", "pod-c")
+REFUSED = "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def recorded(
+    seconds: float, failing: Callable[[float, str], bool] = lambda t, pod: False, rate: float = RATE
+) -> list[RequestRecord]:
+    """`seconds` of a prober's record at `rate`/s through the 3 pods; `failing(t, pod)` marks failures."""
+    records = []
+    for seq in range(int(seconds * rate)):
+        t = seq / rate
+        pod = PODS[seq % len(PODS)]
+        at = ORIGIN + t
+        if failing(t, pod):
+            records.append(RequestRecord(seq, at, at, 0.001, None, None, None, REFUSED, "steady"))
+        else:
+            records.append(RequestRecord(seq, at, at, 0.004, 200, "2", pod, None, "steady"))
+    return records
+
+
+def window(label: str, start_s: float, end_s: float) -> Window:
+    return Window(label, ORIGIN + start_s, ORIGIN + end_s)
+
+
+KILL = Loss(
+    "the SIGKILL of pod-a's server", frozenset({"pod-a"}), lost_at=ORIGIN + 10.0, unrouted_at=ORIGIN + 10.6
+)
+BEFORE = window("before the kill", 0.0, 9.0)
+EXPOSURE_CAP_S = 5.0
+
+
+def bound(records: list[RequestRecord], loss: Loss = KILL) -> guarantees.LossBudget:
+    return guarantees.bounded_loss(records, loss, RATE, "steady", BEFORE, EXPOSURE_CAP_S)
+
+
+# -- windows need a population --------------------------------------------------------
+
+
+def test_an_empty_window_fails_naming_it():
+    records = recorded(20.0)  # the prober stopped at t=20
+    rollout = window("during the v1 → v2 rolling upgrade", 25.0, 40.0)
+    with pytest.raises(SLOViolation) as failure:
+        guarantees.no_failures(records, rollout, RATE, "steady")
+    assert str(failure.value) == (
+        "steady: only 0 requests were sent during the v1 → v2 rolling upgrade "
+        "(15.0s at 30/s needs at least 360): the window proves nothing"
+    )
+
+
+def test_a_thin_window_fails_and_a_full_one_passes():
+    records = recorded(20.0)
+    thinned = [r for r in records if not (5.0 <= r.sent_at - ORIGIN < 10.0 and r.seq % 2)]
+    with pytest.raises(
+        SLOViolation, match=r"only 75 requests were sent while pods drained \(5.0s at 30/s needs"
+    ):
+        guarantees.populated(thinned, window("while pods drained", 5.0, 10.0), RATE, "steady")
+    assert (
+        len(guarantees.no_failures(records, window("while pods drained", 5.0, 10.0), RATE, "steady")) == 150
+    )
+
+
+def test_a_short_window_still_needs_the_floor():
+    assert guarantees.required_population(2.0, window("w", 0.0, 3.0)) == guarantees.POPULATION_FLOOR
+
+
+def test_failures_in_a_populated_window_fail_it():
+    records = recorded(20.0, failing=lambda t, pod: 12.0 <= t < 12.2)
+    with pytest.raises(SLOViolation, match=r"^steady: 6 of 300 requests failed during the upgrade \(SLO: 0"):
+        guarantees.no_failures(records, window("during the upgrade", 5.0, 15.0), RATE, "steady")
+
+
+# -- the SIGKILL bound ----------------------------------------------------------------
+
+
+def test_an_honest_sigkill_is_within_the_bound():
+    # The dead pod's share fails until the Service stops routing to it (+ kube-proxy's 2 s).
+    records = recorded(20.0, failing=lambda t, pod: pod == "pod-a" and 10.0 <= t < 12.6)
+    budget = bound(records)
+    assert budget.share == pytest.approx(1 / 3)
+    assert (budget.failed, budget.exposed) == (26, 78)
+    assert budget.allowed == 43  # 26 + 4 sigma (16.7), rounded up; nothing in flight at the kill
+
+
+def test_a_whole_service_outage_breaks_the_sigkill_bound():
+    # 3 s of every request failing, starting at the kill: the issue's example.
+    records = recorded(20.0, failing=lambda t, pod: 10.0 <= t < 13.0)
+    with pytest.raises(SLOViolation) as failure:
+        bound(records)
+    assert str(failure.value) == (
+        "steady: 12 failed requests could not have been on pod-a: neither in flight at the SIGKILL of "
+        "pod-a's server nor sent in the 2.6s the Service still routed to them"
+    )
+    assert len(failure.value.records) == 12
+
+
+def test_a_whole_service_outage_inside_the_exposure_window_breaks_the_bound_too():
+    records = recorded(20.0, failing=lambda t, pod: 10.0 <= t < 12.6)
+    with pytest.raises(SLOViolation) as failure:
+        bound(records)
+    assert str(failure.value).startswith(
+        "steady: 78 requests failed after the SIGKILL of pod-a's server, more than the 43 that could have "
+        "been on pod-a: their share of the traffic before (33% of before the kill) of the 78 sent while "
+        "the Service could still route to pod-a (2.6s) + 4 sigma + 0 in flight at the loss."
+    )
+
+
+def test_a_service_that_keeps_routing_to_a_dead_pod_breaks_the_cap():
+    late = dataclasses.replace(KILL, unrouted_at=ORIGIN + 14.0)
+    records = recorded(20.0, failing=lambda t, pod: pod == "pod-a" and 10.0 <= t < 16.0)
+    with pytest.raises(
+        SLOViolation, match=r"could still route to pod-a for 6.0s \(EndpointSlice update 4.0s"
+    ):
+        bound(records, late)
+
+
+def test_requests_in_flight_at_the_kill_are_allowed():
+    records = recorded(20.0, failing=lambda t, pod: pod == "pod-a" and 10.0 <= t < 12.6)
+    slow = records[299]  # sent at t=9.97 to pod-b... as if it had gone to pod-a and hung
+    records[299] = dataclasses.replace(slow, latency_s=0.2, status=None, served_by=None, error="timed out")
+    budget = bound(records)
+    assert (budget.in_flight, budget.failed, budget.allowed) == (1, 27, 44)
+
+
+def test_a_node_loss_takes_the_share_of_every_pod_on_it():
+    node = Loss("node worker-2 lost", frozenset({"pod-a", "pod-b"}), ORIGIN + 10.0, ORIGIN + 10.6)
+    records = recorded(20.0, failing=lambda t, pod: pod in node.pods and 10.0 <= t < 12.6)
+    budget = bound(records, node)
+    assert budget.share == pytest.approx(2 / 3) and budget.failed == 52 <= budget.allowed
+
+
+# -- the prober must be sound ---------------------------------------------------------
+
+
+def test_a_sound_run_passes(server):
+    prober = Prober(target_for(server), 50, 5)
+    run_for(prober, 0.4)
+    guarantees.sound(prober.ledger())
+
+
+def test_a_dropped_record_is_caught(server):
+    prober = Prober(target_for(server), 50, 5)
+    run_for(prober, 0.4)
+    ledger = prober.ledger()
+    dropped = dataclasses.replace(ledger, records=tuple(r for r in ledger.records if r.seq != 7))
+    with pytest.raises(SLOViolation) as failure:
+        guarantees.sound(dropped)
+    n = ledger.scheduled
+    assert str(failure.value) == (
+        f"prober probe (a new connection per request) cannot be believed: 1 of {n} scheduled requests have "
+        f"no record (seq 7): dropped; sent {n} != recorded {n - 1}: sequence numbers are not 0..n-1"
+    )
+
+
+def test_a_prober_still_running_is_not_judged(server):
+    prober = Prober(target_for(server), 50, 5).start()
+    try:
+        with pytest.raises(SLOViolation, match="it is still running, so its record is incomplete"):
+            guarantees.sound(prober.ledger())
+    finally:
+        prober.stop()
+
+
+class Throttled(NewConnections):
+    """What `BoundedSemaphore(n)` in front of every request did to the old prober under a stall:
+    a request waits for a free slot before it is sent, so the schedule slips."""
+
+    description = "a new connection per request, at most 2 in flight"
+
+    def __init__(self, stall_s: float) -> None:
+        self.slots = threading.BoundedSemaphore(2)
+        self.stall_s = stall_s
+
+    def send(self, target: Target, seq: int, scheduled_at: float, timeout_s: float) -> RequestRecord:
+        with self.slots:
+            sent_at = time.time()
+            time.sleep(self.stall_s)  # the backend stalls until the client's timeout
+            return RequestRecord(
+                seq, scheduled_at, sent_at, self.stall_s, None, None, None, "TimeoutError: timed out"
+            )
+
+
+def test_a_semaphore_throttled_stall_is_caught():
+    prober = Prober(Target("127.0.0.1", 1, "/", b""), 50, 0.8, transport=Throttled(stall_s=0.1))
+    prober.start()
+    while prober.running:
+        time.sleep(0.05)
+    prober.stop()
+    with pytest.raises(SLOViolation) as failure:
+        guarantees.sound(prober.ledger())
+    message = str(failure.value)
+    assert message.startswith(
+        "prober probe (a new connection per request, at most 2 in flight) cannot be believed: "
+    )
+    assert re.search(
+        r"\d+ requests left more than 1s after their scheduled time \(worst: seq \d+, \d\.\ds late\)", message
+    )
+    assert message.endswith(
+        "the prober fell behind its schedule, so it was not open loop (a concurrency cap or a starved "
+        "scheduler) and did not apply the load the SLO assumes"
+    )
+
+
+def test_requests_the_prober_itself_refused_are_caught():
+    prober = Prober(Target("127.0.0.1", 1, "/", b""), 50, 0.3, transport=Throttled(0.5), max_in_flight=3)
+    prober.start()
+    while prober.running:
+        time.sleep(0.05)
+    prober.stop()
+    with pytest.raises(
+        SLOViolation, match=r"requests were never sent by the prober itself \(ProberOverload \d+\)"
+    ):
+        guarantees.sound(prober.ledger())
+
+
+# -- the same checks through a Scenario, as the suites call them --------------------------
+
+
+def offline_scenario(target: Target, reports: Path) -> Scenario:
+    """A Scenario whose cluster side is never started (no API calls): only its probers run."""
+    release = types.SimpleNamespace(namespace="unit")
+    return Scenario("tests/e2e/test_x.py::test_y", client.ApiClient(), release, lambda: target, reports)
+
+
+def test_a_scenario_window_after_the_load_stopped_fails(server, tmp_path):
+    s = offline_scenario(target_for(server), tmp_path)
+    s.steady_load(20, settle_s=0.5, keep_alive=2)
+    ended = s.stop_load()
+    with pytest.raises(ScenarioFailure) as failure:
+        s.expect_no_failures(s.window("after the rollout completed", ended - 0.2, ended + 5))
+    headline = str(failure.value).splitlines()[0]
+    assert headline.startswith("prober new-connection did not run through the whole window after the rollout")
+
+
+def test_a_scenario_judges_each_prober_in_each_window(server, tmp_path):
+    s = offline_scenario(target_for(server), tmp_path)
+    probers = s.steady_load(20, settle_s=1.2, keep_alive=2)
+    ended = s.stop_load()
+    inside = s.expect_no_failures(s.window("from the first request to the last", s.load_started_at, ended))
+    assert set(inside) == {"new-connection", "keep-alive"} and all(len(v) >= 20 for v in inside.values())
+    assert probers[1].ledger().stats["connections_opened"] == 2
+    with pytest.raises(ScenarioFailure, match=r"^keep-alive: only \d+ requests were sent in the last 0.4s"):
+        s.expect_no_failures(s.window("in the last 0.4s", ended - 0.4, ended), probers[1:])
