@@ -203,3 +203,25 @@ helm.sh/chart: {{ include "tf-model-server.chart" . }}
 app.kubernetes.io/part-of: {{ include "tf-model-server.name" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
+
+{{/*
+The pod's tolerations: the user's, plus NoExecute tolerations of node failure
+(unreachable, not-ready) for nodeFailureTolerationSeconds unless the user tolerates that
+key already. Rendered as a YAML list (fromYamlArray).
+*/}}
+{{- define "tf-model-server.tolerations" -}}
+{{- $tolerations := list }}
+{{- $userKeys := list }}
+{{- range .Values.tolerations }}
+{{- $tolerations = append $tolerations . }}
+{{- if .key }}{{- $userKeys = append $userKeys .key }}{{- end }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.nodeFailureTolerationSeconds) }}
+{{- range $key := list "node.kubernetes.io/not-ready" "node.kubernetes.io/unreachable" }}
+{{- if not (has $key $userKeys) }}
+{{- $tolerations = append $tolerations (dict "key" $key "operator" "Exists" "effect" "NoExecute" "tolerationSeconds" (int $.Values.nodeFailureTolerationSeconds)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $tolerations }}
+{{- end }}

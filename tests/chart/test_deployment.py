@@ -141,8 +141,34 @@ def test_gpu_values_request_a_gpu_on_gpu_nodes():
     rendered = template(files=[gpu_values])
     assert rendered.server_container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert rendered.pod_spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert rendered.pod_spec["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert rendered.pod_spec["tolerations"][0] == {
+        "key": "nvidia.com/gpu",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    }
+
+
+NODE_FAILURE_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def test_pods_tolerate_a_failed_node_for_30s_by_default_not_kubernetes_300s():
+    tolerations = template().pod_spec["tolerations"]
+    assert tolerations == [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+        for key in NODE_FAILURE_KEYS
+    ]
+
+
+def test_node_failure_toleration_null_leaves_kubernetes_default():
+    assert "tolerations" not in template({"nodeFailureTolerationSeconds": None}).pod_spec
+
+
+def test_a_users_node_failure_toleration_wins():
+    own = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
+    tolerations = template({"tolerations": [own], "nodeFailureTolerationSeconds": 10}).pod_spec["tolerations"]
+    assert tolerations == [
+        own,
+        {"key": NODE_FAILURE_KEYS[0], "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10},
     ]
 
 

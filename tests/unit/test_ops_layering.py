@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "ops.chart_testing",
                 "ops.lint",
                 "ops.chart_docs",
+                "ops.chart_settings",
                 "ops.venv",
             }
         ),
