@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kubernetes import client, config
 from ops import cluster as ops_cluster
 from ops import image_load, kube
+from ops import providers as ops_providers
 from ops.paths import BIN_DIR, cache_root
 from ops.pins import KIND_CLUSTER_NAME
 from pytest_kubernetes.providers import select_provider_manager
@@ -35,6 +37,14 @@ NODE_PORTS = tuple(range(30081, 30090))
 NODE_ADDRESS = "127.0.0.1"
 
 
+class NodeFaults(Protocol):
+    """What a provider whose nodes are containers can do to a node (ops.providers.kind)."""
+
+    def kill_node(self, node: str) -> None: ...
+
+    def start_node(self, node: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Cluster:
     provider: str
@@ -42,6 +52,8 @@ class Cluster:
     manager: AClusterManager
     node_address: str = NODE_ADDRESS
     node_ports: tuple[int, ...] = NODE_PORTS
+    # None where nodes cannot be killed from here (the local cluster's one node is this machine).
+    node_faults: NodeFaults | None = None
 
     def free_node_port(self, core: client.CoreV1Api) -> int:
         """A NodePort from the pool that no Service holds (kept namespaces still hold theirs)."""
@@ -114,7 +126,9 @@ def provide(requested: str) -> Iterator[Cluster]:
         f"(kubeconfig {current.kubeconfig})",
         flush=True,
     )
-    yield Cluster(current.provider, current.kubeconfig, manager)
+    provider = ops_providers.get(current.provider)
+    node_faults = provider if isinstance(provider, ops_providers.KindProvider) else None
+    yield Cluster(current.provider, current.kubeconfig, manager, node_faults=node_faults)
 
 
 def load_images(provider: str) -> None:
