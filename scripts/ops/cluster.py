@@ -99,7 +99,7 @@ def run_actions(provider: Provider, kubeconfig: Path) -> None:
     steps = Steps(log)
     if provider.needs_pod_network:
         with steps.step("pod network: flannel"):
-            pod_network.install(kubeconfig, provider.pod_subnet)
+            pod_network.install(kubeconfig, provider.pod_subnet, provider.service_subnet)
     if provider.expected_nodes:
         with steps.step(f"{provider.expected_nodes} node(s) Ready"):
             nodes.wait_ready(kubeconfig, provider.expected_nodes)

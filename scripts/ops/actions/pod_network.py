@@ -22,14 +22,17 @@ def log(message: str) -> None:
     print(f"[pod-network] {message}", flush=True)
 
 
-def manifest(pod_subnet: str) -> str:
+def manifest(pod_subnet: str, service_subnet: str) -> str:
     return (
-        MANIFEST.read_text().replace("__POD_SUBNET__", pod_subnet).replace("__FLANNEL_IMAGE__", FLANNEL_IMAGE)
+        MANIFEST.read_text()
+        .replace("__POD_SUBNET__", pod_subnet)
+        .replace("__SERVICE_SUBNET__", service_subnet)
+        .replace("__FLANNEL_IMAGE__", FLANNEL_IMAGE)
     )
 
 
-def install(kubeconfig: Path, pod_subnet: str) -> None:
-    kube.apply_manifest(kubeconfig, manifest(pod_subnet))
+def install(kubeconfig: Path, pod_subnet: str, service_subnet: str) -> None:
+    kube.apply_manifest(kubeconfig, manifest(pod_subnet, service_subnet))
     kube.kubectl(
         kubeconfig,
         "-n",

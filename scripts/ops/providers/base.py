@@ -15,6 +15,8 @@ from typing import Protocol
 
 class Provider(Protocol):
     name: str
+    pod_subnet: str
+    service_subnet: str
 
     def can_run(self) -> tuple[bool, str]:
         """Whether this provider can bring its cluster up on this machine, and why (not)."""

@@ -20,6 +20,7 @@ def log(message: str) -> None:
 class ExistingProvider:
     name = "existing"
     pod_subnet = ""
+    service_subnet = ""
     needs_pod_network = False
     expected_nodes = 0
     host_volumes_dir: Path | None = None

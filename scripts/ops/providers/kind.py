@@ -31,6 +31,7 @@ from ops.pins import KIND_CLUSTER_NAME, KIND_DEFAULT_WORKERS, KIND_OFFLINE_NODE_
 CONFIG = REPO_ROOT / "scripts" / "kind-config.yaml"
 PULL_TIMEOUT_SECONDS = 300
 POD_SUBNET = "10.244.0.0/16"  # kind's default podSubnet
+SERVICE_SUBNET = "10.96.0.0/16"  # kind's default serviceSubnet
 KIND_NETWORK = "kind"
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 # Multi-node kind needs more inotify instances than Debian's default 128 (kind's known issues).
@@ -102,6 +103,7 @@ def raise_sysctls() -> None:
 class KindProvider:
     name = "kind"
     pod_subnet = POD_SUBNET
+    service_subnet = SERVICE_SUBNET
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers_from_env() if workers is None else workers
@@ -331,9 +333,12 @@ class KindProvider:
         return f"kind cluster {KIND_CLUSTER_NAME}\n{nodes.stdout}{nodes.stderr}\n{pods.stdout}"
 
     def load_images(self, images: Sequence[str]) -> list[str]:
-        subprocess.run(
-            [self.kind(), "load", "docker-image", "--name", KIND_CLUSTER_NAME, *images], check=True
-        )
+        """`kind load docker-image` onto the workers only: the control-plane node takes no pods
+        (kind taints it when there are workers), and each node costs a full import of the image."""
+        workers = [node for node in self.nodes() if not node.endswith("-control-plane")]
+        node_args = ["--nodes", ",".join(workers)] if self.workers and workers else []
+        command = [self.kind(), "load", "docker-image", "--name", KIND_CLUSTER_NAME, *node_args, *images]
+        subprocess.run(command, check=True)
         return list(images)
 
     # ------------------------------------------------------------------ node faults (the nodes suite)

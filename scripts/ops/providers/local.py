@@ -26,6 +26,7 @@ def node_image_id(image: str) -> str | None:
 class LocalProvider:
     name = "local"
     pod_subnet = layout.POD_SUBNET
+    service_subnet = layout.SERVICE_SUBNET
     needs_pod_network = False  # the bring-up writes its own bridge CNI config (one node)
     expected_nodes = 1
 
