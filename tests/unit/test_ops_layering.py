@@ -1,4 +1,6 @@
-"""scripts/ops imports run one way: pins/paths -> system -> builders -> providers -> actions -> cluster -> commands.
+"""scripts/ops imports run one way.
+
+pins/paths -> system -> builders -> providers -> actions -> cluster -> commands.
 
 Read from the source with `ast` (nothing is imported): every `ops` import of every module
 under scripts/ops, including any inside a function, which is itself a failure (that is
@@ -96,11 +98,15 @@ def ops_imports(tree: ast.AST, known: set[str]) -> Iterator[tuple[str, int, bool
                 for alias in child.names:
                     if alias.name == "ops" or alias.name.startswith("ops."):
                         yield alias.name, child.lineno, nested
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                if child.module == "ops" or child.module.startswith("ops."):
-                    for alias in child.names:
-                        candidate = f"{child.module}.{alias.name}"
-                        yield (candidate if candidate in known else child.module), child.lineno, nested
+            elif (
+                isinstance(child, ast.ImportFrom)
+                and child.level == 0
+                and child.module
+                and (child.module == "ops" or child.module.startswith("ops."))
+            ):
+                for alias in child.names:
+                    candidate = f"{child.module}.{alias.name}"
+                    yield (candidate if candidate in known else child.module), child.lineno, nested
             yield from visit(child, nested)
 
     yield from visit(tree, False)
@@ -117,7 +123,9 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
         for imported, line, in_function in ops_imports(ast.parse(path.read_text()), known):
             graph[module].add(imported)
             if in_function:
-                hidden.append(f"{path.relative_to(OPS_DIR.parent)}:{line} imports {imported} inside a function")
+                hidden.append(
+                    f"{path.relative_to(OPS_DIR.parent)}:{line} imports {imported} inside a function"
+                )
     return graph, hidden
 
 
@@ -146,8 +154,9 @@ def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
 
 def test_no_ops_import_hides_inside_a_function():
     _, hidden = import_graph()
-    assert not hidden, "imports inside functions (move them to the top; fix the layering if that cycles):\n" + (
-        "\n".join(hidden)
+    assert not hidden, (
+        "imports inside functions (move them to the top; fix the layering if that cycles):\n"
+        + ("\n".join(hidden))
     )
 
 
