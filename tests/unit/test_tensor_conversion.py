@@ -158,3 +158,9 @@ def test_feature_values_tf_serving_refuses_are_400(value, message):
     with pytest.raises(ServingError, match=re.escape(message)) as raised:
         tfserving.feature("f", value)
     assert raised.value.status == 400
+
+
+def test_scalar_outputs_are_written_as_json_scalars():
+    assert json.dumps({"outputs": tensors.jsonable(np.array(2.0, dtype=np.float32))}) == b'{"outputs":2.0}'
+    assert json.dumps({"outputs": tensors.jsonable(np.array(True))}) == b'{"outputs":true}'
+    assert json.dumps({"outputs": tensors.jsonable(np.array(b"x", dtype=object))}) == b'{"outputs":"x"}'

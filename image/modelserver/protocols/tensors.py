@@ -211,6 +211,8 @@ def jsonable(array: np.ndarray, binary: bool = False) -> Any:
         return array.tolist()
     if kind == "f" and dtype.itemsize < 4:
         array = array.astype(np.float32)
+    if array.ndim == 0:  # a scalar output: orjson writes numpy scalars, not 0-d arrays
+        return array[()]
     return np.ascontiguousarray(array)
 
 

@@ -105,6 +105,11 @@ UNEQUAL_BATCH_SIZES = (
 def row_predictions(outputs: Mapping[str, np.ndarray]) -> Any:
     if len(outputs) == 1:
         name, array = next(iter(outputs.items()))
+        if array.ndim == 0:  # TF Serving: "Tensor name: y has no shape information"
+            raise errors.invalid_argument(
+                f"output '{name}' is a scalar, with no batch dimension to split into rows; "
+                "use the columnar format ('inputs') for this signature"
+            )
         return encode_output(name, array)
     rows: int | None = None
     columns = []
