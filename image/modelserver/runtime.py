@@ -249,25 +249,33 @@ def is_tf1(meta_graph: Any) -> bool:
     return not meta_graph.object_graph_def.nodes
 
 
-def tf2_signatures(path: Path, signature_defs: Any) -> tuple[Any, dict[str, Signature], dict[str, str]]:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
+def collect_signatures(
+    signature_defs: Any, build: Callable[[str, Any], Signature]
+) -> tuple[dict[str, Signature], dict[str, str]]:
+    """Each SignatureDef built into a callable Signature, or the reason it cannot be."""
     signatures: dict[str, Signature] = {}
     unavailable: dict[str, str] = {}
     for signature_name, definition in sorted(signature_defs.items()):
         if signature_name == INIT_OP_SIGNATURE:
             continue
+        try:
+            signatures[signature_name] = build(signature_name, definition)
+        except Exception as error:  # TensorFlow raises several kinds here; each means "not callable"
+            unavailable[signature_name] = f"{type(error).__name__}: {error}"
+    return signatures, unavailable
+
+
+def tf2_signatures(path: Path, signature_defs: Any) -> tuple[Any, dict[str, Signature], dict[str, str]]:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
+
+    def build(signature_name: str, definition: Any) -> Signature:
         function = loaded.signatures.get(signature_name)
         if function is None:
-            unavailable[signature_name] = "the SavedModel has no restorable function for it"
-            continue
-        try:
-            inputs, outputs = signature_specs(definition, shape_checked=True)
-        except (TypeError, ValueError) as error:
-            unavailable[signature_name] = f"{type(error).__name__}: {error}"
-            continue
-        signatures[signature_name] = Signature(
+            raise LookupError("the SavedModel has no restorable function for it")
+        inputs, outputs = signature_specs(definition, shape_checked=True)
+        return Signature(
             name=signature_name,
             method_name=definition.method_name,
             inputs=inputs,
@@ -275,7 +283,8 @@ def tf2_signatures(path: Path, signature_defs: Any) -> tuple[Any, dict[str, Sign
             function=FunctionCall(function, list(outputs)),
             flat=flat_call(function, set(inputs), set(outputs)),
         )
-    return loaded, signatures, unavailable
+
+    return loaded, *collect_signatures(signature_defs, build)
 
 
 def tf1_session(path: Path) -> Any:
@@ -295,25 +304,18 @@ def tf1_session(path: Path) -> Any:
 
 def tf1_signatures(path: Path, signature_defs: Any) -> tuple[Any, dict[str, Signature], dict[str, str]]:
     session = tf1_session(path)
-    signatures: dict[str, Signature] = {}
-    unavailable: dict[str, str] = {}
-    for signature_name, definition in sorted(signature_defs.items()):
-        if signature_name == INIT_OP_SIGNATURE:
-            continue
-        try:
-            inputs, outputs = signature_specs(definition, shape_checked=False)
-            call = SessionCall(session, inputs, outputs)
-        except Exception as error:  # TensorFlow raises several kinds here; each one means "not callable"
-            unavailable[signature_name] = f"{type(error).__name__}: {error}"
-            continue
-        signatures[signature_name] = Signature(
+
+    def build(signature_name: str, definition: Any) -> Signature:
+        inputs, outputs = signature_specs(definition, shape_checked=False)
+        return Signature(
             name=signature_name,
             method_name=definition.method_name,
             inputs=inputs,
             outputs=outputs,
-            function=call,
+            function=SessionCall(session, inputs, outputs),
         )
-    return session, signatures, unavailable
+
+    return session, *collect_signatures(signature_defs, build)
 
 
 def load_model(name: str, version: int, path: Path) -> LoadedModel:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bench.venvs import ensure_requirements_venv, venv_key
+from demo_models.anomaly import FEATURES
 from ops.paths import cache_root
 from unit.server_process import ServerProcess
 
@@ -106,27 +107,17 @@ def test_triton_bytes_tensors_are_length_prefixed_both_ways(clients_python, comp
 def test_triton_serialized_examples_to_a_named_signature(clients_python, compat_server):
     from tensorflow.core.example import example_pb2, feature_pb2
 
-    names = [
-        "duration_seconds",
-        "bytes_in",
-        "bytes_out",
-        "packets_in",
-        "packets_out",
-        "distinct_dst_ports",
-        "syn_ratio",
-        "failed_connections",
-    ]
     serialized = []
     for flow in FLOWS:
         example = example_pb2.Example()
-        for name, value in zip(names, flow, strict=True):
+        for name, value in zip(FEATURES, flow, strict=True):
             example.features.feature[name].CopyFrom(
                 feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[value]))
             )
         serialized.append(base64.b64encode(example.SerializeToString()).decode())
     result = drive(clients_python, compat_server, "triton-regress", ",".join(serialized))
     with compat_server.client() as client:
-        examples = [dict(zip(names, map(float, flow), strict=True)) for flow in FLOWS]
+        examples = [dict(zip(FEATURES, map(float, flow), strict=True)) for flow in FLOWS]
         regress = client.post(
             "/v1/models/anomaly:regress", json={"signature_name": "regress", "examples": examples}
         )
