@@ -14,7 +14,7 @@ PY := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image $(CURDIR)/$(VENV)/bin/python
 OPS := $(PY) -m ops
 export PATH := $(CURDIR)/bin:$(PATH)
 
-.PHONY: help venv tools test unit chart-test lint serve image load kind-image up down k8s-build \
+.PHONY: help venv tools test unit compat chart-test lint serve image load kind-image up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
         bench bench-smoke docs
 
@@ -24,8 +24,11 @@ help: ## list the targets
 venv: ## Python env (cached outside the clone, linked at .venv)
 	@PYTHONPATH=$(CURDIR)/scripts $(PYTHON) -m ops.venv
 
-test: venv tools ## fast suites, no cluster: server unit tests + chart rendering tests (installs what they need)
-	$(PY) -m pytest tests/unit tests/chart
+test: venv tools ## fast suites, no cluster: unit, compatibility (peer clients), chart rendering (installs what they need)
+	$(PY) -m pytest tests/unit tests/compat tests/chart
+
+compat: venv ## the compatibility suite only: TF Serving's examples and tests, tritonclient, KServe's client
+	$(PY) -m pytest tests/compat
 
 unit: venv ## server unit tests only
 	$(PY) -m pytest tests/unit

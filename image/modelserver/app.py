@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from modelserver import errors
@@ -25,7 +24,7 @@ from modelserver.metrics import UNKNOWN_MODEL, Metrics
 from modelserver.protocols.tfserving import TFServingAPI
 from modelserver.protocols.v2 import V2API
 from modelserver.repository import ModelRegistry
-from modelserver.router import Route, Router, exact, regex
+from modelserver.router import Headers, Params, Route, Router, exact, regex
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class ModelServerApp:
             routes.append(exact("/debug/fault/liveness", OTHER, {"POST": self.health.inject_liveness_fault}))
         return routes
 
-    async def metrics_endpoint(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def metrics_endpoint(self, params: Params, body: bytes, headers: Headers) -> Response:
         payload, content_type = self.metrics.exposition()
         return Response(payload, content_type=content_type)
 
@@ -140,7 +139,7 @@ class ModelServerApp:
                         if method == "POST"
                         else b""
                     )
-                    response = await route.handlers[method](params, body)
+                    response = await route.handlers[method](params, body, scope["headers"])
                 finally:
                     timed_out = self.deadlines.finish(task)
             except errors.ServingError as error:

@@ -7,13 +7,13 @@ while every configured model is loaded and warmed up and the server is not drain
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelserver.asgi import Response
 from modelserver.metrics import Metrics
 from modelserver.protocols.json import dumps
 from modelserver.repository import ModelRegistry
+from modelserver.router import Headers, Params
 
 
 @dataclass
@@ -31,12 +31,12 @@ class Health:
     def is_ready(self) -> bool:
         return not self.state.draining and self.registry.all_ready()
 
-    async def live(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def live(self, params: Params, body: bytes, headers: Headers) -> Response:
         if self.state.liveness_fault:
             return Response(dumps({"live": False, "reason": "fault injected"}), status=503)
         return Response(dumps({"live": True}))
 
-    async def ready(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def ready(self, params: Params, body: bytes, headers: Headers) -> Response:
         if self.is_ready():
             return Response(dumps({"ready": True}))
         reason = (
@@ -44,7 +44,7 @@ class Health:
         )
         return Response(dumps({"ready": False, "reason": reason}), status=503)
 
-    async def inject_liveness_fault(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def inject_liveness_fault(self, params: Params, body: bytes, headers: Headers) -> Response:
         """Tests only (TFMS_FAULT_INJECTION=true): liveness answers 503 from now on."""
         self.state.liveness_fault = True
         return Response(dumps({"liveness": "failing"}))

@@ -79,6 +79,14 @@ class ModelService:
     def signature(model: LoadedModel, name: str | None) -> Signature:
         signature_name = name or DEFAULT_SIGNATURE
         signature = model.signatures.get(signature_name)
+        reason = model.unavailable.get(signature_name)
+        if reason is not None:
+            error = errors.invalid_argument(
+                f'Serving signature name: "{signature_name}" of model {model.name} version {model.version} '
+                f"cannot be served by this server: {reason}"
+            )
+            error.model_version = model.version_text
+            raise error
         if signature is None or signature_name == INIT_OP_SIGNATURE:
             available = ", ".join(sorted(s for s in model.signatures if s != INIT_OP_SIGNATURE))
             error = errors.invalid_argument(

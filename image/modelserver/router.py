@@ -7,7 +7,7 @@ models) can be resolved once up front (`learn`), so the hot paths cost one dict 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -15,7 +15,10 @@ from modelserver import errors
 from modelserver.asgi import Response
 
 Params = Mapping[str, str | None]
-Handler = Callable[[Params, bytes], Awaitable[Response]]
+# ASGI request headers: (lower-case name, value) pairs.
+Headers = Sequence[tuple[bytes, bytes]]
+# (path parameters, request body, request headers) -> response.
+Handler = Callable[[Params, bytes, Headers], Awaitable[Response]]
 NO_PARAMS: Params = {}
 
 

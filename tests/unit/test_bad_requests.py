@@ -17,7 +17,10 @@ BAD_REQUESTS = [
     ("malformed-json", "POST", PREDICT, b"{not json", 400, "Malformed JSON"),
     ("empty-body", "POST", PREDICT, b"", 400, "empty"),
     ("json-array", "POST", PREDICT, b"[1, 2]", 400, "JSON object"),
-    ("nan-token", "POST", PREDICT, b'{"instances": [[NaN, 1, 1, 1, 1, 1, 1, 1]]}', 400, "Malformed JSON"),
+    # NaN / Infinity / -Infinity are accepted (TF Serving's JSON); anything like them is not.
+    ("nan-lowercase", "POST", PREDICT, b'{"instances": [[nan, 1, 1, 1, 1, 1, 1, 1]]}', 400, "Malformed JSON"),
+    ("nan-misspelt", "POST", PREDICT, b'{"instances": [[NaNa, 1, 1, 1, 1, 1, 1, 1]]}', 400, "Malformed JSON"),
+    ("inf-short", "POST", PREDICT, b'{"instances": [[Infinit, 1, 1, 1, 1, 1, 1, 1]]}', 400, "Malformed JSON"),
     ("no-instances", "POST", PREDICT, b'{"signature_name": "serving_default"}', 400, "instances"),
     ("both-formats", "POST", PREDICT, b'{"instances": [[1]], "inputs": [[1]]}', 400, "both"),
     ("wrong-shape", "POST", PREDICT, b'{"instances": [[1, 2, 3]]}', 400, "expects shape [-1, 8]"),
@@ -32,6 +35,16 @@ BAD_REQUESTS = [
         "strings",
     ),
     ("nulls", "POST", PREDICT, b'{"instances": [[null, 1, 1, 1, 1, 1, 1, 1]]}', 400, "expected numbers"),
+    ("bool-in-floats", "POST", PREDICT, b'{"instances": [[true, 1.5, 1, 1, 1, 1, 1, 1]]}', 400, "booleans"),
+    (
+        "decimal-into-int-v2",
+        "POST",
+        INFER,
+        b'{"inputs": [{"name": "features", "shape": [1, 8], '
+        b'"datatype": "INT32", "data": [1.5, 1, 1, 1, 1, 1, 1, 1]}]}',
+        400,
+        "expects integers",
+    ),
     ("object-instance", "POST", PREDICT, b'{"instances": [{"nope": [1]}]}', 400, "unknown input"),
     ("unknown-signature", "POST", PREDICT, b'{"signature_name": "x", "instances": [[1]]}', 400, "not found"),
     ("unknown-model", "POST", "/v1/models/nope:predict", b'{"instances": [[1]]}', 404, "Latest(nope)"),

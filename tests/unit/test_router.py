@@ -7,7 +7,7 @@ from modelserver import errors
 from modelserver.router import Router, exact, regex
 
 
-async def handler(params, body):  # never called
+async def handler(params, body, headers):  # never called
     raise AssertionError
 
 

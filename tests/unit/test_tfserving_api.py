@@ -113,7 +113,7 @@ def test_regress_on_the_tf_example_signature(client):
         "/v1/models/anomaly:regress", json={"signature_name": "regress", "examples": [EXAMPLE_NORMAL]}
     )
     assert response.status_code == 200
-    assert response.json() == {"result": [predicted["predictions"][0]["anomaly_score"]]}
+    assert response.json() == {"results": [predicted["predictions"][0]["anomaly_score"]]}
     assert response.headers["x-model-version"] == "2"
 
 
@@ -128,7 +128,7 @@ def test_regress_with_context_features(client):
         },
     )
     assert response.status_code == 200
-    low, high = response.json()["result"]
+    low, high = response.json()["results"]
     assert high > low
 
 
@@ -137,7 +137,7 @@ def test_classify_returns_label_score_pairs(client):
         "/v1/models/anomaly:classify", json={"signature_name": "classify", "examples": [EXAMPLE_NORMAL]}
     )
     assert response.status_code == 200
-    [[normal, anomalous]] = response.json()["result"]
+    [[normal, anomalous]] = response.json()["results"]
     assert normal[0] == "normal" and anomalous[0] == "anomalous"
     assert normal[1] == pytest.approx(1 - anomalous[1], abs=1e-6)
 
@@ -168,3 +168,25 @@ def test_pinned_version_one_answers_differently(client, v1_unbatched_server):
     scores_one = [p["anomaly_score"] for p in one.json()["predictions"]]
     scores_two = [p["anomaly_score"] for p in two.json()["predictions"]]
     assert abs(scores_one[0] - scores_two[0]) > 0.01
+
+
+def test_regress_integer_beyond_int64_is_a_400_naming_the_feature(client):
+    # protobuf raised "ValueError: Value out of range" here, answered as a 500.
+    body = b'{"signature_name": "regress", "examples": [{"bytes_in": 18446744073709551615}]}'
+    response = client.post("/v1/models/anomaly:regress", content=body)
+    assert response.status_code == 400, response.text
+    assert "bytes_in" in response.json()["error"] and "int64" in response.json()["error"]
+
+
+def test_nan_and_infinity_in_and_out(client):
+    body = b'{"inputs": {"features": [[NaN, Infinity, 1, 1, 1, 1, 1, 1]]}}'
+    response = client.post("/v1/models/anomaly:predict", content=body)
+    assert response.status_code == 200, response.text
+    assert response.content == b'{"outputs":{"anomaly_score":[NaN],"is_anomaly":[false]}}'
+
+
+def test_integer_features_into_a_float_input_are_accepted_with_rounding(client):
+    rounded = client.post("/v1/models/anomaly:predict", json={"instances": [[1435774380] * 8]})
+    exact = client.post("/v1/models/anomaly:predict", json={"instances": [[1435774336.0] * 8]})
+    assert rounded.status_code == 200, rounded.text
+    assert rounded.json() == exact.json()

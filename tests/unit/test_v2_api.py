@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import struct
 
+import numpy as np
 import pytest
+from modelserver.errors import ServingError
+from modelserver.protocols import v2
+from modelserver.runtime import TensorSpec
 
 from unit.conftest import FLOW_NORMAL, FLOW_PORT_SCAN
 
@@ -34,7 +40,11 @@ def infer(client, datatype, data, shape=(1, 8), **extra):
 
 
 def test_server_metadata(client):
-    assert client.get("/v2").json() == {"name": "tf-model-server", "version": "0.1.0", "extensions": []}
+    assert client.get("/v2").json() == {
+        "name": "tf-model-server",
+        "version": "0.1.0",
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 def test_model_metadata_and_ready(client):
@@ -167,3 +177,112 @@ def test_malformed_v2_inputs_are_refused(client, entry, reason):
     response = client.post("/v2/models/anomaly/infer", json={"inputs": [entry]})
     assert response.status_code == 400
     assert reason in response.json()["error"]
+
+
+# ---- binary tensor data extension, byte level (tritonclient drives it in tests/compat)
+
+
+def binary_request(inputs_json, data, outputs=None, parameters=None):
+    document = {"inputs": inputs_json}
+    if outputs is not None:
+        document["outputs"] = outputs
+    if parameters is not None:
+        document["parameters"] = parameters
+    header = json.dumps(document).encode()
+    return header + data, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def split_response(response):
+    length = int(response.headers["inference-header-content-length"])
+    return json.loads(response.content[:length]), response.content[length:]
+
+
+def test_binary_input_and_binary_outputs(client):
+    features = np.asarray([FLOW_NORMAL, FLOW_PORT_SCAN], dtype="<f4")
+    raw = features.tobytes()
+    body, headers = binary_request(
+        [
+            {
+                "name": "features",
+                "shape": [2, 8],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        raw,
+        parameters={"binary_data_output": True},
+    )
+    response = client.post("/v2/models/anomaly/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    header, data = split_response(response)
+    score, flag = header["outputs"]
+    assert score["parameters"] == {"binary_data_size": 8} and flag["parameters"] == {"binary_data_size": 2}
+    assert "data" not in score
+    scores = np.frombuffer(data[:8], dtype="<f4")
+    assert np.frombuffer(data[8:], dtype=np.uint8).tolist() == [0, 1]
+    as_json = client.post(
+        "/v2/models/anomaly/infer",
+        json={
+            "inputs": [{"name": "features", "shape": [2, 8], "datatype": "FP32", "data": features.tolist()}]
+        },
+    ).json()
+    assert scores.tolist() == pytest.approx(as_json["outputs"][0]["data"], rel=1e-6)
+
+
+def test_binary_output_chosen_per_output_overrides_the_request_default(client):
+    raw = np.asarray([FLOW_NORMAL], dtype="<f4").tobytes()
+    body, headers = binary_request(
+        [{"name": "features", "shape": [1, 8], "datatype": "FP32", "parameters": {"binary_data_size": 32}}],
+        raw,
+        outputs=[{"name": "is_anomaly", "parameters": {"binary_data": False}}, {"name": "anomaly_score"}],
+        parameters={"binary_data_output": True},
+    )
+    header, data = split_response(client.post("/v2/models/anomaly/infer", content=body, headers=headers))
+    flag, score = header["outputs"]
+    assert flag["data"] == [False] and score["parameters"] == {"binary_data_size": 4} and len(data) == 4
+
+
+def test_json_only_request_gets_a_json_only_answer(client):
+    response = client.post(
+        "/v2/models/anomaly/infer",
+        json={"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32", "data": FLOW_NORMAL}]},
+    )
+    assert "inference-header-content-length" not in response.headers
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("size", "data", "header_length", "message"),
+    [
+        (32, b"\0" * 31, None, "runs past the end"),
+        (32, b"\0" * 33, None, "no input claims"),
+        (28, b"\0" * 28, None, "need 32 bytes"),
+        (32, b"\0" * 32, "nope", "Inference-Header-Content-Length"),
+        (32, b"\0" * 32, "100000", "Inference-Header-Content-Length"),
+        (-1, b"", None, "binary_data_size must be"),
+    ],
+)
+def test_malformed_binary_requests_are_400(client, size, data, header_length, message):
+    body, headers = binary_request(
+        [{"name": "features", "shape": [1, 8], "datatype": "FP32", "parameters": {"binary_data_size": size}}],
+        data,
+    )
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = header_length
+    response = client.post("/v2/models/anomaly/infer", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_bytes_elements_are_length_prefixed():
+    spec = {"text": TensorSpec("text", "t:0", "DT_STRING", np.dtype(object), (-1,))}
+    raw = b"".join(struct.pack("<I", len(s)) + s for s in (b"ab", b"", b"\xff\x00c"))
+    entry = {"name": "text", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
+    _, array = v2.decode_input(entry, spec, v2.BinaryData(memoryview(raw)))
+    assert array.tolist() == [b"ab", b"", b"\xff\x00c"]
+    assert v2.binary_of(array) == raw
+    truncated = {**entry, "parameters": {"binary_data_size": len(raw) - 1}}
+    with pytest.raises(ServingError, match="ends inside element 2"):
+        v2.decode_input(truncated, spec, v2.BinaryData(memoryview(raw[:-1])))

@@ -17,7 +17,8 @@ from modelserver import errors
 from modelserver.asgi import Response
 from modelserver.inference import ModelService
 from modelserver.protocols import tensors
-from modelserver.protocols.json import dumps, loads_object
+from modelserver.protocols.json import dumps, loads_object, may_hold_booleans
+from modelserver.router import Headers, Params
 from modelserver.runtime import LoadedModel, Signature
 
 
@@ -47,7 +48,7 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- predict
 
 
-def row_inputs(instances: Any, signature: Signature) -> dict[str, np.ndarray]:
+def row_inputs(instances: Any, signature: Signature, booleans_possible: bool = True) -> dict[str, np.ndarray]:
     """Row format: a list with one entry per example; entries are objects when several inputs."""
     if not isinstance(instances, list) or not instances:
         raise errors.invalid_argument("'instances' must be a non-empty list (one entry per example)")
@@ -67,11 +68,15 @@ def row_inputs(instances: Any, signature: Signature) -> dict[str, np.ndarray]:
             f"the signature has {len(specs)} inputs ({', '.join(sorted(specs))}): "
             "each instance must be an object keyed by input name"
         )
-    arrays = {key: tensors.to_array(value, specs[key]) for key, value in columns.items()}
-    return arrays
+    return {
+        key: tensors.to_array(value, specs[key], booleans_possible=booleans_possible)
+        for key, value in columns.items()
+    }
 
 
-def columnar_inputs(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
+def columnar_inputs(
+    inputs: Any, signature: Signature, booleans_possible: bool = True
+) -> dict[str, np.ndarray]:
     specs = signature.inputs
     if isinstance(inputs, dict) and set(inputs) != {"b64"}:
         values = tensors.named_inputs(inputs, specs, "inputs")
@@ -82,7 +87,10 @@ def columnar_inputs(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
             f"the signature has {len(specs)} inputs ({', '.join(sorted(specs))}): "
             "'inputs' must be an object keyed by input name"
         )
-    return {key: tensors.to_array(value, specs[key]) for key, value in values.items()}
+    return {
+        key: tensors.to_array(value, specs[key], booleans_possible=booleans_possible)
+        for key, value in values.items()
+    }
 
 
 def encode_output(name: str, array: np.ndarray) -> Any:
@@ -97,6 +105,11 @@ UNEQUAL_BATCH_SIZES = (
 def row_predictions(outputs: Mapping[str, np.ndarray]) -> Any:
     if len(outputs) == 1:
         name, array = next(iter(outputs.items()))
+        if array.ndim == 0:  # TF Serving: "Tensor name: y has no shape information"
+            raise errors.invalid_argument(
+                f"output '{name}' is a scalar, with no batch dimension to split into rows; "
+                "use the columnar format ('inputs') for this signature"
+            )
         return encode_output(name, array)
     rows: int | None = None
     columns = []
@@ -131,34 +144,68 @@ def example_signature(model: LoadedModel, signature: Signature, verb: str) -> st
             f"Signature {signature.name} of {model.name} cannot {verb}: it needs exactly one DT_STRING input "
             f"(serialized tf.Example), it has {', '.join(f'{s.key} {s.dtype_name}' for s in inputs)}"
         )
-    wanted = {"regress": ("outputs",), "classify": ("scores",)}[verb]
-    if not all(name in signature.outputs for name in wanted):
+    # TF Serving's regressor reads output "outputs"; its classifier "classes" and/or "scores".
+    wanted = {"regress": ("outputs",), "classify": ("classes", "scores")}[verb]
+    if not any(name in signature.outputs for name in wanted):
         raise errors.invalid_argument(
             f"Signature {signature.name} of {model.name} cannot {verb}: "
-            f"it needs output(s) {', '.join(wanted)}, "
+            f"it needs output {' or '.join(repr(name) for name in wanted)}, "
             f"it has {', '.join(sorted(signature.outputs))}"
         )
     return inputs[0].key
 
 
-def feature(name: str, value: Any) -> Any:
-    """A JSON feature value as a tf.train.Feature.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-    All integers -> int64_list, numbers -> float_list, text or {"b64"} -> bytes_list (TF Serving's rule).
+
+def feature_kind(value: Any, where: str) -> str:
+    """The tf.train.Feature list one JSON value of a feature goes into (TF Serving's AddValueToFeature)."""
+    if isinstance(value, bool):
+        return "int64_list"  # true/false become 1/0
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            # orjson reads integers up to 2^64 - 1 as int (beyond, as floats): TF Serving refuses these too.
+            raise errors.invalid_argument(
+                f"{where}: integer {value} does not fit int64 (only int64 is supported)"
+            )
+        return "int64_list"
+    if isinstance(value, float):
+        return "float_list"
+    if isinstance(value, (str, dict)):
+        return "bytes_list"
+    raise errors.invalid_argument(
+        f"{where}: unexpected JSON {'null' if value is None else type(value).__name__}; "
+        'expected numbers, booleans, strings or {"b64": ...}'
+    )
+
+
+def feature(name: str, value: Any) -> Any:
+    """A JSON feature value (one value or a flat list) as a tf.train.Feature.
+
+    Integers and booleans -> int64_list, decimals -> float_list, strings and {"b64"} ->
+    bytes_list; every value of one feature must be of the same kind (TF Serving's rule:
+    write 0.0, not 0, for a float feature).
     """
     from tensorflow.core.example import feature_pb2
 
     values = value if isinstance(value, list) else [value]
     where = f"feature '{name}'"
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=values))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
-    if all(isinstance(v, (str, dict)) for v in values):
-        return feature_pb2.Feature(
-            bytes_list=feature_pb2.BytesList(value=[tensors.decode_string(v, where) for v in values])
+    if not values:
+        return feature_pb2.Feature()
+    kinds = {feature_kind(v, where) for v in values}
+    if len(kinds) > 1:
+        raise errors.invalid_argument(
+            f"{where}: values of one feature must be all integers, all decimals or all strings "
+            f"(got {', '.join(sorted(k.removesuffix('_list') for k in kinds))})"
         )
-    raise errors.invalid_argument(f"{where}: values must be all numbers or all strings")
+    kind = kinds.pop()
+    if kind == "int64_list":
+        return feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[int(v) for v in values]))
+    if kind == "float_list":
+        return feature_pb2.Feature(float_list=feature_pb2.FloatList(value=values))
+    return feature_pb2.Feature(
+        bytes_list=feature_pb2.BytesList(value=[tensors.decode_string(v, where) for v in values])
+    )
 
 
 def serialized_examples(document: Mapping[str, Any]) -> np.ndarray:
@@ -194,13 +241,20 @@ def regress_result(outputs: Mapping[str, np.ndarray], count: int) -> Any:
 
 
 def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[list[Any]]]:
-    scores = outputs["scores"].reshape(count, -1)
-    if "classes" in outputs:
-        labels = [
-            [tensors.encode_string(c, False) for c in row] for row in outputs["classes"].reshape(count, -1)
-        ]
+    """[[label, score], ...] per example; a missing label is "" and a missing score 0.0, as in TF Serving."""
+    classes = outputs["classes"].reshape(count, -1) if "classes" in outputs else None
+    scores = outputs["scores"].reshape(count, -1) if "scores" in outputs else None
+    if classes is not None and scores is not None and classes.shape != scores.shape:
+        raise errors.invalid_argument(
+            f"classify: outputs 'classes' {list(classes.shape)} and 'scores' {list(scores.shape)} disagree"
+        )
+    width = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
+    if scores is None:
+        scores = np.zeros((count, width), dtype=np.float32)
+    if classes is None:
+        labels = [[""] * width for _ in range(count)]
     else:
-        labels = [[""] * scores.shape[1] for _ in range(count)]
+        labels = [[tensors.encode_string(c, False) for c in row] for row in classes]
     return [
         [[label, score] for label, score in zip(label_row, score_row, strict=True)]
         for label_row, score_row in zip(labels, scores, strict=True)
@@ -210,7 +264,9 @@ def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[
 # ---------------------------------------------------------------------------- handlers
 
 
-def predict_inputs(signature: Signature, document: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+def predict_inputs(
+    signature: Signature, document: Mapping[str, Any], booleans_possible: bool = True
+) -> tuple[dict[str, np.ndarray], bool]:
     """A predict request's input arrays, and whether it used the row format ("instances")."""
     has_rows, has_columns = "instances" in document, "inputs" in document
     if has_rows == has_columns:
@@ -220,8 +276,8 @@ def predict_inputs(signature: Signature, document: Mapping[str, Any]) -> tuple[d
             else "Request has both 'instances' and 'inputs'; use one"
         )
     if not has_rows:
-        return columnar_inputs(document["inputs"], signature), False
-    inputs = row_inputs(document["instances"], signature)
+        return columnar_inputs(document["inputs"], signature, booleans_possible), False
+    inputs = row_inputs(document["instances"], signature, booleans_possible)
     rows = {array.shape[0] for array in inputs.values()}
     if len(rows) != 1:
         raise errors.invalid_argument("all inputs of an instance must share dimension 0")
@@ -232,17 +288,17 @@ class TFServingAPI:
     def __init__(self, service: ModelService) -> None:
         self.service = service
 
-    async def status(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def status(self, params: Params, body: bytes, headers: Headers) -> Response:
         name = params["model"] or ""
         status = model_status(self.service, name, params.get("version"), params.get("label"))
         versions = status["model_version_status"]
         return Response(dumps(status), model_version=versions[-1]["version"] if len(versions) == 1 else None)
 
-    async def metadata(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def metadata(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"), params.get("label"))
         return Response(dumps(model_metadata(model)), model_version=model.version_text)
 
-    async def post(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def post(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"), params.get("label"))
         try:
             document = loads_object(body)
@@ -252,7 +308,7 @@ class TFServingAPI:
             signature = self.service.signature(model, signature_name)
             verb = params["verb"]
             if verb == "predict":
-                inputs, as_rows = predict_inputs(signature, document)
+                inputs, as_rows = predict_inputs(signature, document, may_hold_booleans(body))
                 outputs = await self.service.infer(model, signature, inputs)
                 payload = (
                     {"predictions": row_predictions(outputs)}
@@ -274,4 +330,4 @@ class TFServingAPI:
         outputs = await self.service.infer(model, signature, {input_key: serialized})
         count = len(serialized)
         result = regress_result(outputs, count) if verb == "regress" else classify_result(outputs, count)
-        return {"result": result}
+        return {"results": result}

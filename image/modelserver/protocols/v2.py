@@ -1,4 +1,4 @@
-"""Open Inference Protocol (KServe V2) over HTTP/JSON.
+"""Open Inference Protocol (KServe V2) over HTTP/JSON, with the binary tensor data extension.
 
     GET  /v2                                    server metadata
     GET  /v2/health/live, /v2/health/ready      (health.py)
@@ -6,25 +6,37 @@
     GET  /v2/models/{m}[/versions/{v}]/ready
     POST /v2/models/{m}[/versions/{v}]/infer
 
-An input may be sent in any V2 datatype whose values the model's dtype holds exactly
-(e.g. INT32 or BOOL for an FP32 input); FP64 is accepted for FP32 inputs because JSON
-numbers carry no more precision than their decimal text. Anything else is a 400.
-`parameters.signature_name` picks a signature other than serving_default.
+Input values in JSON follow tensors.py's one rule for the request's declared datatype;
+that tensor then becomes the model's dtype only when no value changes (e.g. INT32 or
+BOOL for an FP32 input; FP64 for FP32, as the JSON text carried no more precision).
+Anything else is a 400. `parameters.signature_name` picks a signature other than
+serving_default.
+
+Binary tensor data (Triton's extension, which tritonclient and KServe's clients use;
+server/docs/protocol/extension_binary_data.md): the body is the JSON object, whose
+length the `Inference-Header-Content-Length` header gives, followed by the raw data of
+every input that has `parameters.binary_data_size`, in the order of `inputs`: little
+endian, row major, BOOL one byte each, BYTES elements each prefixed by its length (4
+bytes, little endian). Outputs are sent the same way when the request asks for it
+(`parameters.binary_data` on an output, else `parameters.binary_data_output` on the
+request); the response then carries its own `Inference-Header-Content-Length`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import struct
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from modelserver import SERVER_NAME, __version__, errors
-from modelserver.asgi import Response
+from modelserver.asgi import JSON, Response
 from modelserver.inference import ModelService
 from modelserver.protocols import tensors
-from modelserver.protocols.json import dumps, loads_object
+from modelserver.protocols.json import dumps, loads_object, may_hold_booleans
+from modelserver.router import Headers, Params
 from modelserver.runtime import DEFAULT_SIGNATURE, LoadedModel, Signature, TensorSpec
 
 PLATFORM = "tensorflow_savedmodel"
@@ -50,8 +62,14 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     return DATATYPE_OF.get(dtype, "BYTES" if dtype.kind == "O" else dtype.name.upper())
 
 
+BINARY_EXTENSION = "binary_tensor_data"
+HEADER_LENGTH = b"inference-header-content-length"
+LENGTH_PREFIX = struct.Struct("<I")
+OCTET_STREAM = b"application/octet-stream"
+
+
 def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": __version__, "extensions": []}
+    return {"name": SERVER_NAME, "version": __version__, "extensions": [BINARY_EXTENSION]}
 
 
 def default_signature(model: LoadedModel) -> Signature:
@@ -75,6 +93,42 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- request
+
+
+def split_body(body: bytes, headers: Headers) -> tuple[bytes, memoryview]:
+    """(the JSON object, the binary tensor data after it) by Inference-Header-Content-Length."""
+    declared = next((value for name, value in headers if name == HEADER_LENGTH), None)
+    if declared is None:
+        return body, memoryview(b"")
+    try:
+        length = int(declared)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= len(body):
+        raise errors.invalid_argument(
+            f"Inference-Header-Content-Length must be a number of bytes between 0 and the body's "
+            f"{len(body)}, got {declared.decode(errors='replace')!r}"
+        )
+    return body[:length], memoryview(body)[length:]
+
+
+def parameters_of(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    parameters = entry.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise errors.invalid_argument(f"{where}: 'parameters' must be an object")
+    return parameters
+
+
+def flag(parameters: Mapping[str, Any], name: str, where: str) -> bool | None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise errors.invalid_argument(f"{where}: parameters.{name} must be true or false")
+    return value
+
+
 def declared_shape(entry: Mapping[str, Any], where: str) -> tuple[int, ...]:
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(
@@ -84,7 +138,79 @@ def declared_shape(entry: Mapping[str, Any], where: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def decode_input(entry: Any, specs: Mapping[str, TensorSpec]) -> tuple[str, np.ndarray]:
+def binary_size(entry: Mapping[str, Any], where: str) -> int | None:
+    size = parameters_of(entry, where).get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise errors.invalid_argument(f"{where}: parameters.binary_data_size must be a non-negative integer")
+    return size
+
+
+def strings_from_binary(raw: memoryview, count: int, where: str) -> np.ndarray:
+    """BYTES elements, each a 4-byte little-endian length and then its bytes."""
+    strings = np.empty(count, dtype=object)
+    offset = 0
+    for index in range(count):
+        if offset + LENGTH_PREFIX.size > len(raw):
+            raise errors.invalid_argument(f"{where}: binary data ends inside element {index} of {count}")
+        (length,) = LENGTH_PREFIX.unpack_from(raw, offset)
+        offset += LENGTH_PREFIX.size
+        if offset + length > len(raw):
+            raise errors.invalid_argument(f"{where}: binary data ends inside element {index} of {count}")
+        strings[index] = bytes(raw[offset : offset + length])
+        offset += length
+    if offset != len(raw):
+        raise errors.invalid_argument(
+            f"{where}: binary data holds {len(raw) - offset} bytes beyond its {count} elements"
+        )
+    return strings
+
+
+def numbers_from_binary(raw: memoryview, datatype: str, count: int, where: str) -> np.ndarray:
+    dtype = DATATYPES[datatype].newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise errors.invalid_argument(
+            f"{where}: {count} {datatype} values need {count * dtype.itemsize} bytes of binary data, "
+            f"binary_data_size is {len(raw)}"
+        )
+    array = np.frombuffer(raw, dtype=dtype)
+    if datatype == "BOOL" and array.size and array.view(np.uint8).max() > 1:
+        raise errors.invalid_argument(f"{where}: BOOL binary data must be bytes 0 or 1")
+    return array.astype(DATATYPES[datatype], copy=False)
+
+
+class BinaryData:
+    """The binary section of a request body, handed out to inputs in order."""
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, size: int, where: str) -> memoryview:
+        if self.offset + size > len(self.data):
+            raise errors.invalid_argument(
+                f"{where}: binary_data_size {size} runs past the end of the body's binary data "
+                f"({len(self.data) - self.offset} bytes left; is Inference-Header-Content-Length right?)"
+            )
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+    def check_used_up(self) -> None:
+        if self.offset != len(self.data):
+            raise errors.invalid_argument(
+                f"the body has {len(self.data) - self.offset} bytes of binary data no input claims "
+                "(parameters.binary_data_size)"
+            )
+
+
+def decode_input(
+    entry: Any,
+    specs: Mapping[str, TensorSpec],
+    binary: BinaryData | None = None,
+    booleans_possible: bool = True,
+) -> tuple[str, np.ndarray]:
     """One V2 request input -> (signature input key, array in the model's dtype)."""
     if not isinstance(entry, dict):
         raise errors.invalid_argument("each entry of 'inputs' must be an object")
@@ -101,47 +227,71 @@ def decode_input(entry: Any, specs: Mapping[str, TensorSpec]) -> tuple[str, np.n
             f"{where}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})"
         )
     shape = declared_shape(entry, where)
-    if "data" not in entry:
-        raise errors.invalid_argument(f"{where}: missing 'data'")
+    count = math.prod(shape)
+    size = binary_size(entry, where)
+    if size is not None and "data" in entry:
+        raise errors.invalid_argument(f"{where}: has both 'data' and parameters.binary_data_size; send one")
+    if size is None and "data" not in entry:
+        raise errors.invalid_argument(f"{where}: missing 'data' (or parameters.binary_data_size)")
     if spec.is_string != (datatype == "BYTES"):
         raise errors.invalid_argument(
             f"{where}: datatype {datatype} cannot be converted to the model's {spec.dtype_name}"
         )
-    if spec.is_string:
+    if size is not None:
+        raw = (binary or BinaryData(memoryview(b""))).take(size, where)
+        if spec.is_string:
+            flat = strings_from_binary(raw, count, where)
+        else:
+            declared = numbers_from_binary(raw, datatype, count, where)
+            flat = tensors.cast_tensor(
+                declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}"
+            )
+    elif spec.is_string:
         flat = tensors.strings_to_array(entry["data"], where).reshape(-1)
     else:
-        raw = tensors.parse_numbers(entry["data"], where).reshape(-1)
-        declared = tensors.cast_checked(raw, DATATYPES[datatype], f"{where} as {datatype}")
-        flat = tensors.cast_checked(declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}")
-    if flat.size != math.prod(shape):
+        declared = tensors.numbers_to_array(
+            entry["data"], DATATYPES[datatype], f"{where} as {datatype}", booleans_possible
+        ).reshape(-1)
+        flat = tensors.cast_tensor(declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}")
+    if flat.size != count:
         raise errors.invalid_argument(
-            f"{where}: shape {list(shape)} needs {math.prod(shape)} values, 'data' has {flat.size}"
+            f"{where}: shape {list(shape)} needs {count} values, 'data' has {flat.size}"
         )
     array = flat.reshape(shape)
     tensors.check_shape(array, spec, where)
     return name, array
 
 
-def decode_request(document: Mapping[str, Any], signature: Signature) -> dict[str, np.ndarray]:
+def decode_request(
+    document: Mapping[str, Any],
+    signature: Signature,
+    binary: memoryview | None = None,
+    booleans_possible: bool = True,
+) -> dict[str, np.ndarray]:
     entries = document.get("inputs")
     if not isinstance(entries, list) or not entries:
         raise errors.invalid_argument("'inputs' must be a non-empty list")
+    data = BinaryData(binary if binary is not None else memoryview(b""))
     inputs: dict[str, np.ndarray] = {}
     for entry in entries:
-        name, array = decode_input(entry, signature.inputs)
+        name, array = decode_input(entry, signature.inputs, data, booleans_possible)
         if name in inputs:
             raise errors.invalid_argument(f"input '{name}' given twice")
         inputs[name] = array
+    data.check_used_up()
     missing = sorted(set(signature.inputs) - set(inputs))
     if missing:
         raise errors.invalid_argument(f"missing input(s) {', '.join(missing)}")
     return inputs
 
 
-def requested_outputs(document: Mapping[str, Any], signature: Signature) -> list[str]:
+def requested_outputs(
+    document: Mapping[str, Any], signature: Signature, all_binary: bool = False
+) -> list[tuple[str, bool]]:
+    """(output name, send as binary data) for each output the response carries, in order."""
     entries = document.get("outputs")
     if entries is None:
-        return list(signature.outputs)
+        return [(name, all_binary) for name in signature.outputs]
     if not isinstance(entries, list) or not all(
         isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries
     ):
@@ -152,7 +302,18 @@ def requested_outputs(document: Mapping[str, Any], signature: Signature) -> list
         raise errors.invalid_argument(
             f"unknown output(s) {', '.join(unknown)} (outputs: {', '.join(sorted(signature.outputs))})"
         )
-    return names
+    chosen = []
+    for entry in entries:
+        where = f"output '{entry['name']}'"
+        parameters = parameters_of(entry, where)
+        if parameters.get("classification"):
+            raise errors.invalid_argument(f"{where}: the classification extension is not supported")
+        binary = flag(parameters, "binary_data", where)
+        chosen.append((entry["name"], all_binary if binary is None else binary))
+    return chosen
+
+
+# ---------------------------------------------------------------------------- response
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
@@ -164,18 +325,63 @@ def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
     }
 
 
+def binary_of(array: np.ndarray) -> bytes:
+    """An output's raw data as the extension lays it out."""
+    if array.dtype.kind == "O":
+        parts = []
+        for item in array.reshape(-1):
+            value = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(LENGTH_PREFIX.pack(len(value)))
+            parts.append(value)
+        return b"".join(parts)
+    if array.dtype.kind == "b":
+        return np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def encode_binary_output(name: str, array: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    data = binary_of(array)
+    entry = {
+        "name": name,
+        "datatype": datatype_of(array.dtype),
+        "shape": list(array.shape),
+        "parameters": {"binary_data_size": len(data)},
+    }
+    return entry, data
+
+
+def infer_response(
+    payload: dict[str, Any], outputs: Mapping[str, np.ndarray], chosen: Sequence[tuple[str, bool]]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The response body and its extra headers (Inference-Header-Content-Length when binary)."""
+    entries: list[dict[str, Any]] = []
+    binaries: list[bytes] = []
+    for name, binary in chosen:
+        if binary:
+            entry, data = encode_binary_output(name, outputs[name])
+            entries.append(entry)
+            binaries.append(data)
+        else:
+            entries.append(encode_output(name, outputs[name]))
+    payload["outputs"] = entries
+    header = dumps(payload)
+    if not binaries:
+        return header, []
+    return b"".join([header, *binaries]), [(HEADER_LENGTH, str(len(header)).encode())]
+
+
 class V2API:
     def __init__(self, service: ModelService) -> None:
         self.service = service
 
-    async def server_metadata(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def server_metadata(self, params: Params, body: bytes, headers: Headers) -> Response:
         return Response(dumps(server_metadata()))
 
-    async def model_metadata(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def model_metadata(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"))
         return Response(dumps(model_metadata(model)), model_version=model.version_text)
 
-    async def model_ready(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def model_ready(self, params: Params, body: bytes, headers: Headers) -> Response:
         try:
             model = self.service.resolve(params["model"] or "", params.get("version"))
         except errors.ServingError as error:
@@ -184,22 +390,22 @@ class V2API:
             return Response(dumps({"name": params["model"], "ready": False}), status=503)
         return Response(dumps({"name": model.name, "ready": True}), model_version=model.version_text)
 
-    async def infer(self, params: Mapping[str, str | None], body: bytes) -> Response:
+    async def infer(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"))
         try:
-            document = loads_object(body)
+            header, binary = split_body(body, headers)
+            document = loads_object(header)
             request_id = document.get("id")
             if request_id is not None and not isinstance(request_id, str):
                 raise errors.invalid_argument("'id' must be a string")
-            parameters = document.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise errors.invalid_argument("'parameters' must be an object")
+            parameters = parameters_of(document, "request")
             signature_name = parameters.get("signature_name")
             if signature_name is not None and not isinstance(signature_name, str):
                 raise errors.invalid_argument("parameters.signature_name must be a string")
             signature = self.service.signature(model, signature_name)
-            inputs = decode_request(document, signature)
-            names = requested_outputs(document, signature)
+            inputs = decode_request(document, signature, binary, may_hold_booleans(header))
+            all_binary = bool(flag(parameters, "binary_data_output", "request"))
+            chosen = requested_outputs(document, signature, all_binary)
             outputs = await self.service.infer(model, signature, inputs)
         except errors.ServingError as error:
             error.model_version = model.version_text
@@ -207,5 +413,10 @@ class V2API:
         payload: dict[str, Any] = {"model_name": model.name, "model_version": model.version_text}
         if request_id is not None:
             payload["id"] = request_id
-        payload["outputs"] = [encode_output(name, outputs[name]) for name in names]
-        return Response(dumps(payload), model_version=model.version_text)
+        content, extra_headers = infer_response(payload, outputs, chosen)
+        return Response(
+            content,
+            content_type=OCTET_STREAM if extra_headers else JSON,
+            model_version=model.version_text,
+            headers=extra_headers,
+        )

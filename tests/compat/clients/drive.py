@@ -1,0 +1,198 @@
+"""Peer clients driving the server: `python drive.py SCENARIO URL [ARG]` prints one JSON result.
+
+Runs in the peer-clients venv (tritonclient[http], kserve; see requirements.txt), so it
+imports nothing of this project. Each scenario uses the client as its documentation shows,
+at its defaults unless the scenario's name says otherwise; arrays come back as lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FLOWS = np.asarray(
+    [[1.2, 20000, 2000, 30, 20, 1, 0.05, 0], [0.1, 60, 3000, 1, 50, 200, 0.95, 40]], dtype=np.float32
+)
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return [base64.b64encode(v).decode() for v in value.reshape(-1)]
+        return {"dtype": str(value.dtype), "shape": list(value.shape), "values": value.reshape(-1).tolist()}
+    return value
+
+
+# ---------------------------------------------------------------------------- tritonclient.http
+
+
+def triton_client(url: str) -> Any:
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(url=url.removeprefix("http://"))
+
+
+def triton_metadata(url: str, _: str) -> dict[str, Any]:
+    client = triton_client(url)
+    return {
+        "live": client.is_server_live(),
+        "ready": client.is_server_ready(),
+        "model_ready": client.is_model_ready("anomaly"),
+        "server": client.get_server_metadata(),
+        "model": client.get_model_metadata("anomaly"),
+    }
+
+
+def triton_defaults(url: str, _: str) -> dict[str, Any]:
+    """tritonclient's quick start: set_data_from_numpy and infer() with their default arguments."""
+    import tritonclient.http as httpclient
+
+    client = triton_client(url)
+    features = httpclient.InferInput("features", list(FLOWS.shape), "FP32")
+    features.set_data_from_numpy(FLOWS)
+    result = client.infer("anomaly", [features])
+    response = result.get_response()
+    return {
+        "anomaly_score": plain(result.as_numpy("anomaly_score")),
+        "is_anomaly": plain(result.as_numpy("is_anomaly")),
+        "outputs": response["outputs"],
+        "model_version": response.get("model_version"),
+    }
+
+
+def triton_json_only(url: str, _: str) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+
+    client = triton_client(url)
+    features = httpclient.InferInput("features", list(FLOWS.shape), "FP32")
+    features.set_data_from_numpy(FLOWS, binary_data=False)
+    outputs = [
+        httpclient.InferRequestedOutput("anomaly_score", binary_data=False),
+        httpclient.InferRequestedOutput("is_anomaly", binary_data=False),
+    ]
+    result = client.infer("anomaly", [features], outputs=outputs, request_id="json-1")
+    return {
+        "anomaly_score": plain(result.as_numpy("anomaly_score")),
+        "is_anomaly": plain(result.as_numpy("is_anomaly")),
+        "response": result.get_response(),
+    }
+
+
+def triton_half_plus_two(url: str, _: str) -> dict[str, Any]:
+    """The TF1 quickstart model over V2: x [3] against a declared [-1, 1], as TF Serving feeds it."""
+    import tritonclient.http as httpclient
+
+    client = triton_client(url)
+    x = httpclient.InferInput("x", [3], "FP32")
+    x.set_data_from_numpy(np.asarray([1.0, 2.0, 5.0], dtype=np.float32))
+    result = client.infer("half_plus_two", [x], model_version="123")
+    return {"y": plain(result.as_numpy("y")), "model_version": result.get_response().get("model_version")}
+
+
+def triton_bytes(url: str, _: str) -> dict[str, Any]:
+    """BYTES in and out as binary data (4-byte length prefixes), on the TF1 `strings` model."""
+    import tritonclient.http as httpclient
+
+    client = triton_client(url)
+    text = httpclient.InferInput("text", [3], "BYTES")
+    text.set_data_from_numpy(np.asarray([b"hello", b"", b"\xff\x00binary"], dtype=np.object_))
+    result = client.infer("strings", [text])
+    return {"length": plain(result.as_numpy("length")), "echo_bytes": plain(result.as_numpy("echo_bytes"))}
+
+
+def triton_regress(url: str, examples_b64: str) -> dict[str, Any]:
+    """Serialized tf.Examples as BYTES to a named signature (request parameter signature_name)."""
+    import tritonclient.http as httpclient
+
+    client = triton_client(url)
+    examples = np.asarray([base64.b64decode(e) for e in examples_b64.split(",")], dtype=np.object_)
+    inputs = httpclient.InferInput("inputs", [len(examples)], "BYTES")
+    inputs.set_data_from_numpy(examples)
+    result = client.infer("anomaly", [inputs], parameters={"signature_name": "regress"})
+    return {"outputs": plain(result.as_numpy("outputs"))}
+
+
+def triton_error(url: str, _: str) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = triton_client(url)
+    wrong = httpclient.InferInput("nope", [1, 8], "FP32")
+    wrong.set_data_from_numpy(FLOWS[:1])
+    try:
+        client.infer("anomaly", [wrong])
+    except InferenceServerException as error:
+        return {"status": error.status(), "message": error.message()}
+    return {"status": None}
+
+
+# ---------------------------------------------------------------------------- kserve.InferenceRESTClient
+
+
+def kserve_client(protocol: str) -> Any:
+    from kserve import InferenceRESTClient, RESTConfig
+
+    return InferenceRESTClient(RESTConfig(protocol=protocol))
+
+
+async def kserve_v2(url: str, binary: bool) -> dict[str, Any]:
+    from kserve import InferInput, InferRequest
+
+    client = kserve_client("v2")
+    features = InferInput("features", list(FLOWS.shape), "FP32")
+    features.set_data_from_numpy(FLOWS, binary_data=binary)
+    request = InferRequest(model_name="anomaly", infer_inputs=[features], request_id="kserve-1")
+    headers: dict[str, str] = {}
+    response = await client.infer(url, request, model_name="anomaly", response_headers=headers)
+    return {
+        "x_model_version": headers.get("x-model-version"),
+        "live": await client.is_server_live(url),
+        "ready": await client.is_server_ready(url),
+        "model_ready": await client.is_model_ready(url, "anomaly"),
+        "id": response.id,
+        "outputs": {output.name: plain(output.as_numpy()) for output in response.outputs},
+    }
+
+
+def kserve_v2_json(url: str, _: str) -> dict[str, Any]:
+    return asyncio.run(kserve_v2(url, binary=False))
+
+
+def kserve_v2_binary(url: str, _: str) -> dict[str, Any]:
+    return asyncio.run(kserve_v2(url, binary=True))
+
+
+def kserve_v1(url: str, _: str) -> dict[str, Any]:
+    """KServe's V1 protocol is TF Serving's :predict; the client's default protocol."""
+
+    async def run() -> dict[str, Any]:
+        client = kserve_client("v1")
+        return await client.infer(url, {"instances": [[1.0], [2.0], [5.0]]}, model_name="half_plus_two")
+
+    return asyncio.run(run())
+
+
+SCENARIOS: dict[str, Callable[[str, str], dict[str, Any]]] = {
+    "triton-metadata": triton_metadata,
+    "triton-defaults": triton_defaults,
+    "triton-json-only": triton_json_only,
+    "triton-half-plus-two": triton_half_plus_two,
+    "triton-bytes": triton_bytes,
+    "triton-regress": triton_regress,
+    "triton-error": triton_error,
+    "kserve-v2-json": kserve_v2_json,
+    "kserve-v2-binary": kserve_v2_binary,
+    "kserve-v1": kserve_v1,
+}
+
+
+if __name__ == "__main__":
+    scenario, server_url = sys.argv[1], sys.argv[2]
+    argument = sys.argv[3] if len(sys.argv) > 3 else ""
+    print(json.dumps(SCENARIOS[scenario](server_url, argument)))
