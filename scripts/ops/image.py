@@ -14,10 +14,12 @@ images into a cluster is ops.image_load (`make load`).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ops import docker
 from ops.image_base import DEFAULT_BASE, choose_base
@@ -31,7 +33,7 @@ from ops.image_check import (
     step,
     verify_image,
 )
-from ops.paths import REPO_ROOT
+from ops.paths import REPO_ROOT, cache_root
 
 IMAGE_NAME = "tf-model-server"
 APP_VERSION = "0.1.0"
@@ -67,6 +69,18 @@ def build_variant(base: str, variant: Variant, tf_package: str) -> None:
         subprocess.run(command, check=True, env=client.env)
 
 
+def checked_ids_path() -> Path:
+    """The image IDs that last passed verify + check (an unchanged rebuild need not repeat them)."""
+    return cache_root() / "image" / "checked.json"
+
+
+def checked_ids() -> dict[str, str | None]:
+    try:
+        return dict(json.loads(checked_ids_path().read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def image_size_mb(name: str) -> float:
     result = run(["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True)
     return int(result.stdout.strip()) / 1e6
@@ -90,9 +104,16 @@ def command_build(args: argparse.Namespace) -> None:
         build_variant(base, variant, args.tf_package)
     for variant in VARIANTS:
         log(f"{', '.join(variant.tags)}: {image_size_mb(variant.tags[0]):.0f} MB")
-    if not args.skip_verify:
+    ids = {tag: docker.image_id(tag) for variant in VARIANTS for tag in variant.tags}
+    if args.skip_verify:
+        log("--skip-verify: the CA-bundle scan and the run checks are skipped")
+    elif checked_ids() == ids:
+        log("every tag is the image that passed the scan and the run checks before: not checking again")
+    else:
         verify_image(VARIANTS[0].tags[0])
         check_images(VARIANTS)
+        checked_ids_path().parent.mkdir(parents=True, exist_ok=True)
+        checked_ids_path().write_text(json.dumps(ids, indent=2))
     log(f"all images built in {time.monotonic() - overall:.1f}s")
 
 

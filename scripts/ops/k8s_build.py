@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import debian, oci
+from ops import apt, debian, oci
 from ops.paths import cache_root, kubernetes_binary, tool_dir
 from ops.pins import (
     COREDNS_IMAGE,
@@ -301,6 +302,8 @@ def ensure_flannel() -> Path:
     """flanneld, built as upstream builds it (cgo on: its udp backend is C); runs on a Debian root."""
     directory = tool_dir("flannel", FLANNEL_VERSION)
     if not _binary_ready(directory, "flanneld"):
+        if shutil.which("gcc") is None:
+            apt.install(["gcc", "libc6-dev"], "flanneld is built with cgo (its udp backend is C)")
         out = directory / "out"
         go_build_module(
             directory / "src",

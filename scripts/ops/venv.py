@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from ops import apt
 from ops.paths import REPO_ROOT, cache_root
 
 REQUIREMENT_FILES = (REPO_ROOT / "requirements-dev.txt", REPO_ROOT / "image" / "requirements.txt")
@@ -40,7 +43,24 @@ def ensure_venv() -> Path:
     return venv_dir
 
 
+def ensure_venv_module() -> None:
+    """`python -m venv` needs ensurepip, which Debian and Ubuntu ship separately (python3-venv)."""
+    probe = subprocess.run([sys.executable, "-c", "import ensurepip, venv"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        return
+    debian_python = sys.executable.startswith("/usr/bin/")
+    if os.geteuid() == 0 and debian_python and shutil.which("apt-get"):
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}-venv"
+        apt.install(["python3-venv", version], f"{sys.executable} -m venv needs ensurepip")
+        return
+    raise SystemExit(
+        f"{sys.executable} cannot create virtualenvs (no ensurepip): install Debian/Ubuntu's "
+        "python3-venv (`sudo apt-get install python3-venv`), or run make with PYTHON=<a python with venv>"
+    )
+
+
 def build_venv(venv_dir: Path) -> None:
+    ensure_venv_module()
     started = time.monotonic()
     print(f"[venv] building {venv_dir} (pinned requirements changed or first run)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv_dir)], check=True)
