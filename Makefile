@@ -71,7 +71,7 @@ bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceil
 	$(BENCH) --smoke $(BENCH_ARGS)
 
 # End-to-end suites (tests/e2e) on a real cluster: upgrade, healing, scaling, disruption.
-e2e: venv tools ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
+e2e: venv tools image ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)
 	$(PY) -m pytest tests/e2e --cluster $(CLUSTER) $(PYTEST_ARGS)
 
 # Clusters (ops.cluster; the local one is ops.local_cluster, built by ops.k8s_build).
