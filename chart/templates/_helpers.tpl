@@ -118,3 +118,58 @@ helm.sh/chart: {{ include "tf-model-server.chart" . }}
 app.kubernetes.io/part-of: {{ include "tf-model-server.name" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
+
+{{/*
+A Kubernetes quantity (512Mi, 1Gi, 1G, 1073741824) in bytes; empty when none is given.
+*/}}
+{{- define "tf-model-server.quantityBytes" -}}
+{{- if and (kindIs "string" .) (ne . "") }}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "" 1 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $suffix := trimPrefix $number . }}
+{{- if or (not $number) (not (hasKey $units $suffix)) }}
+{{- fail (printf "resources.limits.memory %q is not a memory quantity the chart can read (e.g. 1Gi, 512Mi, 1G)" .) }}
+{{- end }}
+{{- mulf $number (get $units $suffix) | int64 }}
+{{- else if . }}
+{{- . | int64 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The server's memory bounds, derived from the container's memory limit unless set:
+TFMS_MAX_INFLIGHT_BYTES a quarter of it (the rest is the interpreter, TensorFlow and the
+models), TFMS_MAX_CONCURRENT_REQUESTS one per 2 MiB (at least 16). Without a memory
+limit, the server's own defaults (256 MiB, 512).
+*/}}
+{{- define "tf-model-server.memoryLimitBytes" -}}
+{{- include "tf-model-server.quantityBytes" (dig "limits" "memory" "" (.Values.resources | default dict)) }}
+{{- end }}
+
+{{- define "tf-model-server.maxInflightBytes" -}}
+{{- $set := .Values.server.limits.maxInflightBytes }}
+{{- $limit := include "tf-model-server.memoryLimitBytes" . }}
+{{- if not (kindIs "invalid" $set) }}{{ $set | int64 }}
+{{- else if $limit }}{{ div (int64 $limit) 4 }}
+{{- else }}268435456{{ end }}
+{{- end }}
+
+{{- define "tf-model-server.maxConcurrentRequests" -}}
+{{- $set := .Values.server.limits.maxConcurrentRequests }}
+{{- $limit := include "tf-model-server.memoryLimitBytes" . }}
+{{- if not (kindIs "invalid" $set) }}{{ $set | int64 }}
+{{- else if $limit }}{{ max 16 (div (int64 $limit) 2097152) }}
+{{- else }}512{{ end }}
+{{- end }}
+
+{{/*
+The in-flight budget must hold one body of the largest size (its bytes plus 16x for
+decoding), or such a body could never be served; the server refuses to start otherwise.
+*/}}
+{{- define "tf-model-server.validateInflightBudget" -}}
+{{- $budget := include "tf-model-server.maxInflightBytes" . | int64 }}
+{{- $needed := mul (int64 .Values.server.limits.maxBodyBytes) 17 }}
+{{- if lt $budget $needed }}
+{{- fail (printf "server.limits.maxInflightBytes (%d, derived from resources.limits.memory when unset) must be at least 17x server.limits.maxBodyBytes (%d): raise the memory limit, lower maxBodyBytes, or set maxInflightBytes" $budget $needed) }}
+{{- end }}
+{{- end }}
