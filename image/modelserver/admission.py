@@ -8,6 +8,10 @@ refused at once, before its body is read or decoded; a chunked or compressed bod
 grows its ticket as it streams in and inflates, and is refused the moment it would
 exceed the budget. Tickets are released when the response has been sent.
 
+A refusal keeps the connection open: uvicorn drops the unread rest of a body whose
+response is complete as it arrives (never buffering it), so the client reads its 429
+and may retry on the same connection, instead of an upload cut off by a reset.
+
 All of it runs on the event loop: plain integers, no locks.
 """
 
@@ -40,8 +44,6 @@ class Ticket:
                 f"Server is busy: request bodies in flight would exceed {admission.max_bytes} bytes "
                 "(TFMS_MAX_INFLIGHT_BYTES); retry later",
                 "RESOURCE_EXHAUSTED",
-                None,
-                ((b"connection", b"close"),),
             )
         admission.bytes_in_flight += extra
         self.held = total
@@ -68,8 +70,6 @@ class Admission:
                 f"Server is busy: {self.max_requests} requests in flight (TFMS_MAX_CONCURRENT_REQUESTS); "
                 "retry later",
                 "RESOURCE_EXHAUSTED",
-                None,
-                ((b"connection", b"close"),),
             )
         self.requests_in_flight += 1
         ticket = Ticket(self)
