@@ -64,6 +64,18 @@ def delay_for(rate: float, latency_ms: float) -> int:
     return max(1, round(CONNECTIONS * 1000 / rate - latency_ms))
 
 
+def repaced(delay: int, achieved_rps: float, target_rps: float, ceiling: int) -> int:
+    """The delay that would have given `target_rps`, from what `delay` gave (the server's share of the cycle).
+
+    Each connection's cycle is its delay plus the server's answer; the answer time is
+    estimated from the run just made, so a busy moment on this shared machine moves the
+    next run's pacing (bounded), not the whole soak's.
+    """
+    cycle_ms = CONNECTIONS * 1000 / max(achieved_rps, 1.0)
+    answer_ms = max(0.0, cycle_ms - delay)
+    return min(ceiling, max(1, round(CONNECTIONS * 1000 / target_rps - answer_ms)))
+
+
 def window_median(samples: list[Sample], start_s: float, end_s: float, key: str) -> float:
     values = [getattr(s, key) for s in samples if start_s <= s.at_s < end_s]
     if not values:
@@ -113,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 f"maximum {peak.throughput_rps:,.0f} req/s (c={CONNECTIONS}); soak target {target:,.0f} req/s"
             )
-            delay = delay_for(target, 1.0)
-            calibration = loadgen.run(url, body_file, CONNECTIONS, CALIBRATION_S, delay_ms=delay)
-            cycle_ms = CONNECTIONS * 1000 / calibration.throughput_rps
-            delay = max(1, round(delay + (CONNECTIONS * 1000 / target - cycle_ms)))
+            first_delay = delay_for(target, 1.0)
+            ceiling_delay = 4 * first_delay  # the pacing never slows the load below a quarter of the target
+            calibration = loadgen.run(url, body_file, CONNECTIONS, CALIBRATION_S, delay_ms=first_delay)
+            delay = repaced(first_delay, calibration.throughput_rps, target, ceiling_delay)
             log(
-                f"calibration: {calibration.throughput_rps:,.0f} req/s at delay {delay_for(target, 1.0)} ms; "
-                f"soaking at delay {delay} ms"
+                f"calibration: {calibration.throughput_rps:,.0f} req/s at delay {first_delay} ms; "
+                f"soaking from delay {delay} ms (re-paced after every run)"
             )
             sampler = Sampler(process.pid, SAMPLE_PERIOD_S)
             sampler.start()
@@ -131,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 result = loadgen.run(url, body_file, CONNECTIONS, length, delay_ms=delay)
                 latest = sampler.samples[-1]
-                segments.append({"at_s": round(elapsed, 1), **result.to_dict()})
+                segments.append({"at_s": round(elapsed, 1), "delay_ms": delay, **result.to_dict()})
+                delay = repaced(delay, result.throughput_rps, target, ceiling_delay)
                 log(
                     f"t={elapsed:6.0f}s {result.throughput_rps:8,.0f} req/s p99 {result.p99_ms:6.2f} ms "
                     f"RSS {latest.rss_bytes / 2**20:7.1f} MiB fds {latest.open_fds:4d} "
