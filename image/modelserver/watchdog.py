@@ -17,16 +17,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
 
 
-@dataclass(frozen=True)
-class RunningCall:
+class RunningCall(NamedTuple):  # a tuple: made once per TensorFlow call, on the hot path
     what: str
     started: float
     thread_id: int
