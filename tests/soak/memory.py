@@ -12,7 +12,7 @@ answered 429 (the excess), every small request answered 200, and the RSS back wi
 10% of its baseline 15 s after the load (the baseline: idle after one max-size body,
 whose first call sizes TensorFlow's and malloc's pools once; the cold RSS is reported
 too). It prints the peak RSS, the status counts and
-the small requests' latency before and during the load; writes reports/soak/memory.json.
+the small requests' latency before and during the load; writes reports/soak/memory-<image>.json.
 wrk (tests/bench) drives both loads from core 0; traffic stays on 127.0.0.1.
 """
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "the excess got 429": big.statuses.get("429", 0) > 0,
         "big bodies were also served": big.statuses.get("200", 0) > 0,
         "every small request 200": small.non_2xx == 0 and small.errors == 0 and small.requests > 0,
-        f"RSS back within {RETURN_TOLERANCE:.0%} of baseline": after <= baseline * (1 + RETURN_TOLERANCE),
+        f"RSS back within {RETURN_TOLERANCE:.0%} of baseline": 0 < after <= baseline * (1 + RETURN_TOLERANCE),
     }
     report = {
         "image": args.image,
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "memory.json"
+    path = args.out / f"memory-{args.image.replace('/', '_').replace(':', '_')}.json"
     path.write_text(json.dumps(report, indent=2))
     log(
         f"big bodies: {big.requests} answered in {args.duration}s at {args.concurrency} connections, "
