@@ -62,8 +62,12 @@ class Admission:
         self.requests_in_flight = 0
         self.bytes_in_flight = 0
 
-    def admit(self, declared_length: int | None) -> Ticket:
-        """A ticket for one request (release it when answered); 429 when the server is full."""
+    def admit(self) -> Ticket:
+        """A ticket for one request (release it when answered); 429 when the server is full.
+
+        The ticket holds no bytes yet: the body reader reserves a declared length before
+        it reads anything (asgi.read_body), and what streams in as it arrives.
+        """
         if self.requests_in_flight >= self.max_requests:
             raise errors.ServingError(
                 429,
@@ -72,11 +76,4 @@ class Admission:
                 "RESOURCE_EXHAUSTED",
             )
         self.requests_in_flight += 1
-        ticket = Ticket(self)
-        if declared_length:
-            try:
-                ticket.reserve_body(declared_length, declared_length)
-            except errors.ServingError:
-                ticket.release()
-                raise
-        return ticket
+        return Ticket(self)

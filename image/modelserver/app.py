@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from modelserver import errors
 from modelserver.admission import Admission, Ticket
-from modelserver.asgi import Receive, Response, Scope, Send, declared_length, read_body, send_response
+from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
 from modelserver.deadlines import RequestDeadlines
 from modelserver.health import Faults, Health, ServerState
 from modelserver.inference import ModelService
@@ -181,9 +181,8 @@ class ModelServerApp:
             try:
                 body = b""
                 if method == "POST":
-                    limit = self.settings.max_body_bytes
-                    exchange.ticket = self.admission.admit(declared_length(scope, limit))
-                    body = await read_body(scope, receive, limit, exchange.ticket)
+                    exchange.ticket = self.admission.admit()
+                    body = await read_body(scope, receive, self.settings.max_body_bytes, exchange.ticket)
                 return await route.handlers[method](params, body)
             finally:
                 timed_out = self.deadlines.finish(task)

@@ -31,6 +31,12 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+class BodyBudget(Protocol):
+    """Where the bytes a body occupies are counted (admission.Ticket)."""
+
+    def reserve_body(self, raw: int, decoded: int) -> None: ...
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -38,19 +44,23 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-class BodyBudget(Protocol):
-    """Where the bytes a body occupies are counted (admission.Ticket)."""
+def body_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """Content-Length and Content-Encoding, in one pass over the headers."""
+    length = encoding = None
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            length = value
+        elif key == b"content-encoding":
+            encoding = value
+    return length, encoding
 
-    def reserve_body(self, raw: int, decoded: int) -> None: ...
 
-
-def declared_length(scope: Scope, limit: int) -> int | None:
+def declared_length(declared: bytes | None, limit: int) -> int | None:
     """Content-Length, or None when the body is chunked; 413 when it alone exceeds `limit`.
 
     A compressed body's declared length is its compressed size: the limit is checked
     again on the decompressed bytes.
     """
-    declared = header(scope, b"content-length")
     if declared is None:
         return None
     try:
@@ -131,8 +141,7 @@ def looks_like_zlib(data: bytes) -> bool:
     return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
 
 
-def inflater_for(scope: Scope, limit: int) -> Inflater | None:
-    encoding = header(scope, b"content-encoding")
+def inflater_for(encoding: bytes | None, limit: int) -> Inflater | None:
     if encoding is None:
         return None
     encoding = encoding.strip().lower()
@@ -148,11 +157,15 @@ async def read_body(scope: Scope, receive: Receive, limit: int, budget: BodyBudg
 
     A declared Content-Length over the limit is refused before reading anything; a
     chunked body is counted while it streams, and a compressed one while it inflates,
-    so at most `limit` bytes of body are ever buffered. `budget` is told the bytes held
-    as they arrive (and may refuse them).
+    so at most `limit` bytes of body are ever buffered. `budget` is told the bytes a
+    declared length will take before anything is read, and the bytes held as they
+    arrive; it may refuse either.
     """
-    declared_length(scope, limit)
-    inflater = inflater_for(scope, limit)
+    length_header, encoding = body_headers(scope)
+    declared = declared_length(length_header, limit)
+    inflater = inflater_for(encoding, limit)
+    if budget is not None and declared:
+        budget.reserve_body(declared, declared)
     chunks: list[bytes] = []
     raw = 0
     size = 0
