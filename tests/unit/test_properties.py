@@ -311,9 +311,10 @@ def test_compressed_requests(http, path, document, encoding, damage):
 @PROPERTIES
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
-    path=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(
-        lambda p: "/" + p
-    )
+    # Never "//...": httpx would read "//host:port" as an authority, not a path.
+    path=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40)
+    .filter(lambda p: not p.startswith("/"))
+    .map(lambda p: "/" + p)
     | st.sampled_from(
         [
             "/v1/models/anomaly",
