@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: help venv tools test unit compat chart-test lint serve image load kind-image up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
-        bench bench-smoke docs
+        bench bench-smoke soak soak-memory docs
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,15 @@ bench: venv ## side-by-side benchmark (~15 min): table, reports/bench/*.json + P
 
 bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
 	$(BENCH) --smoke $(BENCH_ARGS)
+
+# Soak (tests/soak): the server for 10 minutes at ~70% of its maximum; the memory bound in a container.
+SOAK := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m soak
+
+soak: venv ## 10 min at ~70% of the measured maximum: RSS and open fds must not grow >5% (SOAK_ARGS=--duration 240 --warmup 60)
+	$(SOAK).run $(SOAK_ARGS)
+
+soak-memory: venv ## N concurrent max-size bodies for 60 s in a container at the chart's 1 GiB limit (IMAGE=tf-model-server:0.1.0)
+	$(SOAK).memory --image $(or $(IMAGE),tf-model-server:0.1.0) $(SOAK_ARGS)
 
 # End-to-end suites (tests/e2e) on a real cluster: upgrade, healing, scaling, disruption.
 e2e: venv tools image ## e2e suites on a cluster (CLUSTER=kind|local|existing|auto; PYTEST_ARGS='-m upgrade'; E2E_EXTRA_VALUES=file)

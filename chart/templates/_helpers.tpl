@@ -123,6 +123,9 @@ from a dict with `value` and its values path `name` (for the error).
 */}}
 {{- define "tf-model-server.bytes" -}}
 {{- $text := toString .value }}
+{{- if or (kindIs "float64" .value) (kindIs "int64" .value) (kindIs "int" .value) }}
+{{- $text = printf "%d" (int64 .value) }}
+{{- end }}
 {{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$" $text) }}
 {{- fail (printf "%s: %q is not a byte quantity (e.g. 512Mi, 2Gi, 1G)" .name $text) }}
 {{- end }}
@@ -225,3 +228,32 @@ key already. Rendered as a YAML list (fromYamlArray).
 {{- end }}
 {{- toYaml $tolerations }}
 {{- end }}
+
+{{/*
+The server's memory bounds, derived from the container's memory limit unless set:
+TFMS_MAX_INFLIGHT_BYTES a quarter of it (the rest is the interpreter, TensorFlow and the
+models), TFMS_MAX_CONCURRENT_REQUESTS one per 2 MiB (at least 16). Without a memory
+limit, the server's own defaults (256 MiB, 512).
+*/}}
+{{- define "tf-model-server.memoryLimitBytes" -}}
+{{- with dig "limits" "memory" "" (.Values.resources | default dict) }}
+{{- include "tf-model-server.bytes" (dict "value" . "name" "resources.limits.memory") }}
+{{- end }}
+{{- end }}
+
+{{- define "tf-model-server.maxInflightBytes" -}}
+{{- $set := .Values.server.limits.maxInflightBytes }}
+{{- $limit := include "tf-model-server.memoryLimitBytes" . }}
+{{- if not (kindIs "invalid" $set) }}{{ $set | int64 }}
+{{- else if $limit }}{{ div (int64 $limit) 4 }}
+{{- else }}268435456{{ end }}
+{{- end }}
+
+{{- define "tf-model-server.maxConcurrentRequests" -}}
+{{- $set := .Values.server.limits.maxConcurrentRequests }}
+{{- $limit := include "tf-model-server.memoryLimitBytes" . }}
+{{- if not (kindIs "invalid" $set) }}{{ $set | int64 }}
+{{- else if $limit }}{{ max 16 (div (int64 $limit) 2097152) }}
+{{- else }}512{{ end }}
+{{- end }}
+

@@ -1,23 +1,28 @@
 {{/*
 Generated from image/modelserver/settings.py by `make docs` (ops.chart_settings): do not edit.
-Each server setting's environment variable and its value under .Values.server.
+Each server setting's environment variable, its value under .Values.server and, where a
+null value is computed by the chart, the template that computes it. Settings the chart
+takes from the pod's own spec (the downward API) are in the Deployment, not here.
 */}}
 {{- define "tf-model-server.settingValues" -}}
-TFMS_HOST: host
-TFMS_PORT: port
-TFMS_MODEL_BASE_PATH: modelBasePath
-TFMS_MODEL_NAME: modelName
-TFMS_MODEL_VERSION: modelVersion
-TFMS_BATCH_ENABLED: batching.enabled
-TFMS_BATCH_MAX_SIZE: batching.maxBatchSize
-TFMS_BATCH_MAX_WAIT_MS: batching.maxWaitMs
-TFMS_BATCH_QUEUE_SIZE: batching.queueSize
-TFMS_DRAIN_DELAY_SECONDS: drain.delaySeconds
-TFMS_DRAIN_TIMEOUT_SECONDS: drain.timeoutSeconds
-TFMS_MAX_BODY_BYTES: limits.maxBodyBytes
-TFMS_REQUEST_TIMEOUT_SECONDS: limits.requestTimeoutSeconds
-TFMS_LOG_LEVEL: logLevel
-TFMS_INTRA_OP_THREADS: threads.intraOp
-TFMS_INTER_OP_THREADS: threads.interOp
-TFMS_FAULT_INJECTION: faultInjection
+TFMS_HOST: {value: host}
+TFMS_PORT: {value: port}
+TFMS_MODEL_BASE_PATH: {value: modelBasePath}
+TFMS_MODEL_NAME: {value: modelName}
+TFMS_MODEL_VERSION: {value: modelVersion}
+TFMS_BATCH_ENABLED: {value: batching.enabled}
+TFMS_BATCH_MAX_SIZE: {value: batching.maxBatchSize}
+TFMS_BATCH_MAX_WAIT_MS: {value: batching.maxWaitMs}
+TFMS_BATCH_QUEUE_SIZE: {value: batching.queueSize}
+TFMS_DRAIN_DELAY_SECONDS: {value: drain.delaySeconds}
+TFMS_DRAIN_TIMEOUT_SECONDS: {value: drain.timeoutSeconds}
+TFMS_MAX_BODY_BYTES: {value: limits.maxBodyBytes}
+TFMS_MAX_CONCURRENT_REQUESTS: {value: limits.maxConcurrentRequests, derived: tf-model-server.maxConcurrentRequests}
+TFMS_MAX_INFLIGHT_BYTES: {value: limits.maxInflightBytes, derived: tf-model-server.maxInflightBytes}
+TFMS_REQUEST_TIMEOUT_SECONDS: {value: limits.requestTimeoutSeconds}
+TFMS_LOG_LEVEL: {value: logLevel}
+TFMS_HUNG_INFERENCE_SECONDS: {value: limits.hungInferenceSeconds}
+TFMS_INTRA_OP_THREADS: {value: threads.intraOp}
+TFMS_INTER_OP_THREADS: {value: threads.interOp}
+TFMS_FAULT_INJECTION: {value: faultInjection}
 {{- end }}

@@ -9,6 +9,7 @@ bodies only render. Each rule fails with the values it names and what to do.
 {{- include "tf-model-server.validate.preStopSleep" . }}
 {{- include "tf-model-server.validate.autoscaling" . }}
 {{- include "tf-model-server.validate.ephemeralStorage" . }}
+{{- include "tf-model-server.validate.inflightBudget" . }}
 {{- end }}
 
 {{- define "tf-model-server.validate.modelSource" -}}
@@ -58,5 +59,17 @@ its sizeLimit would have the kubelet evict the pod before the volume is full.
 {{- if lt $limit $tmp }}
 {{- fail (printf "resources.limits.ephemeral-storage (%v) is less than tmpDir.sizeLimit (%v): the kubelet would evict the pod before /tmp is full; raise the limit or lower the sizeLimit" . $.Values.tmpDir.sizeLimit) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The in-flight budget must hold one body of the largest size (its bytes plus 16x for
+decoding), or such a body could never be served; the server refuses to start otherwise.
+*/}}
+{{- define "tf-model-server.validate.inflightBudget" -}}
+{{- $budget := include "tf-model-server.maxInflightBytes" . | int64 }}
+{{- $needed := mul (int64 .Values.server.limits.maxBodyBytes) 17 }}
+{{- if lt $budget $needed }}
+{{- fail (printf "server.limits.maxInflightBytes (%d, derived from resources.limits.memory when unset) must be at least 17x server.limits.maxBodyBytes (%d): raise the memory limit, lower maxBodyBytes, or set maxInflightBytes" $budget $needed) }}
 {{- end }}
 {{- end }}

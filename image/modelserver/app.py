@@ -1,8 +1,10 @@
 """The ASGI application: every part of the server wired together explicitly, in one place.
 
-Per request: route -> (POST) bounded body read -> handler under the request timeout ->
-JSON response with X-Model-Version / X-Served-By -> metrics. Errors of every kind end
-as `{"error": "..."}` with TF Serving's status mapping; nothing escapes to uvicorn.
+Per request: route -> (POST) admission (429 when the server holds too many requests or
+bytes) -> bounded, decompressed body read -> handler under the request timeout -> JSON
+response with X-Model-Version / X-Served-By -> metrics. Errors in two layers: the ones
+the server means (ServingError, the timeout's 504) become their response in `respond`;
+anything else is a bug and becomes a 500 in `handle`. Nothing escapes to uvicorn.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from modelserver import errors
+from modelserver.admission import Admission, Ticket
 from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
 from modelserver.deadlines import RequestDeadlines
-from modelserver.health import Health, ServerState
+from modelserver.health import Faults, Health, ServerState
 from modelserver.inference import ModelService
 from modelserver.loader import load_all
 from modelserver.metrics import UNKNOWN_MODEL, Metrics
@@ -26,6 +29,7 @@ from modelserver.protocols.v2 import V2API
 from modelserver.repository import ModelRegistry
 from modelserver.router import Headers, Params, Route, Router, exact, regex
 from modelserver.settings import Settings
+from modelserver.watchdog import InferenceWatch
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,17 @@ def served_by() -> str:
     return os.environ.get("POD_NAME") or socket.gethostname()
 
 
+class Exchange:
+    """What `handle` needs to know about a request once it is answered."""
+
+    __slots__ = ("model", "protocol", "ticket")
+
+    def __init__(self) -> None:
+        self.protocol = OTHER
+        self.model = ""
+        self.ticket: Ticket | None = None
+
+
 class ModelServerApp:
     def __init__(self, settings: Settings, instance_name: str | None = None) -> None:
         self.settings = settings
@@ -56,14 +71,18 @@ class ModelServerApp:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-inference")
         self.in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.watch = InferenceWatch(settings.hung_inference_limit_seconds)
+        self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
         self.service = ModelService(
-            settings, self.registry, self.metrics, self.executor, lambda: self.in_flight
+            settings, self.registry, self.metrics, self.executor, lambda: self.in_flight, self.watch
         )
-        self.health = Health(self.state, self.registry, self.metrics)
+        self.health = Health(self.state, self.registry, self.metrics, self.watch)
+        self.faults = Faults(self.state, self.executor, self.watch)
         self.router = Router(self.routes())
         self.router.learn(path for name in self.registry.names for path in prediction_paths(name))
         self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
         self.loader: asyncio.Task[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
         self.cancelled_requests = 0
         self.deadlines = RequestDeadlines(settings.request_timeout_seconds)
 
@@ -83,7 +102,8 @@ class ModelServerApp:
             exact("/metrics", OTHER, {"GET": self.metrics_endpoint}),
         ]
         if self.settings.fault_injection:
-            routes.append(exact("/debug/fault/liveness", OTHER, {"POST": self.health.inject_liveness_fault}))
+            routes.append(exact("/debug/fault/liveness", OTHER, {"POST": self.faults.liveness}))
+            routes.append(exact("/debug/fault/hang-inference", OTHER, {"POST": self.faults.hang_inference}))
         return routes
 
     async def metrics_endpoint(self, params: Params, body: bytes, headers: Headers) -> Response:
@@ -102,9 +122,11 @@ class ModelServerApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.loader = asyncio.get_running_loop().create_task(
+                loop = asyncio.get_running_loop()
+                self.loader = loop.create_task(
                     load_all(self.settings, self.registry, self.service, self.metrics, self.executor)
                 )
+                self.watcher = loop.create_task(self.health.watch_forever(), name="inference-watch")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -114,58 +136,67 @@ class ModelServerApp:
     async def shutdown(self) -> None:
         if self.loader is not None and not self.loader.done():
             self.loader.cancel()
-        await self.service.close()
+        if self.watcher is not None:
+            self.watcher.cancel()
+        await self.service.close(self.state.close_budget_seconds(self.settings.drain_timeout_seconds))
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        method: str = scope["method"]
-        path: str = scope["path"]
-        protocol, model = OTHER, ""
-        timed_out = False
         self.in_flight += 1
+        exchange = Exchange()
         response: Response | None = None
         try:
             try:
-                route, params = self.router.match(method, path)
-                protocol = route.protocol
-                requested = params.get("model")
-                if requested is not None:
-                    model = requested if requested in self.registry.names else UNKNOWN_MODEL
-                task = self.deadlines.start()
-                try:
-                    body = (
-                        await read_body(scope, receive, self.settings.max_body_bytes)
-                        if method == "POST"
-                        else b""
-                    )
-                    response = await route.handlers[method](params, body, scope["headers"])
-                finally:
-                    timed_out = self.deadlines.finish(task)
-            except errors.ServingError as error:
-                response = self.error_response(error)
-            except asyncio.CancelledError:
-                if not timed_out:
-                    self.cancelled_requests += 1
-                    raise
-                response = self.error_response(
-                    errors.deadline_exceeded(
-                        f"Request not answered within {self.settings.request_timeout_seconds:g}s "
-                        "(TFMS_REQUEST_TIMEOUT_SECONDS)"
-                    )
-                )
+                response = await self.respond(scope, receive, exchange)
             except Exception as error:
-                log.exception("unhandled error for %s %s", method, path)
+                log.exception("unhandled error for %s %s", scope["method"], scope["path"])
                 response = self.error_response(
                     errors.internal(f"Internal error: {type(error).__name__}: {error}")
                 )
             await send_response(send, response, self.response_headers(response))
         finally:
             self.in_flight -= 1
+            if exchange.ticket is not None:
+                exchange.ticket.release()
             if response is not None:
                 elapsed = time.perf_counter() - started
                 version = response.model_version or ""
-                self.metrics.requests.record(protocol, model, version, response.status, elapsed)
+                self.metrics.requests.record(
+                    exchange.protocol, exchange.model, version, response.status, elapsed
+                )
+
+    async def respond(self, scope: Scope, receive: Receive, exchange: Exchange) -> Response:
+        """The response to one request, errors the server means included (not bugs: see `handle`)."""
+        method: str = scope["method"]
+        timed_out = False
+        try:
+            route, params = self.router.match(method, scope["path"])
+            exchange.protocol = route.protocol
+            requested = params.get("model")
+            if requested is not None:
+                exchange.model = requested if requested in self.registry.names else UNKNOWN_MODEL
+            task = self.deadlines.start()
+            try:
+                body = b""
+                if method == "POST":
+                    exchange.ticket = self.admission.admit()
+                    body = await read_body(scope, receive, self.settings.max_body_bytes, exchange.ticket)
+                return await route.handlers[method](params, body, scope["headers"])
+            finally:
+                timed_out = self.deadlines.finish(task)
+        except errors.ServingError as error:
+            return self.error_response(error)
+        except asyncio.CancelledError:
+            if not timed_out:
+                self.cancelled_requests += 1
+                raise
+            return self.error_response(
+                errors.deadline_exceeded(
+                    f"Request not answered within {self.settings.request_timeout_seconds:g}s "
+                    "(TFMS_REQUEST_TIMEOUT_SECONDS)"
+                )
+            )
 
     @staticmethod
     def error_response(error: errors.ServingError) -> Response:

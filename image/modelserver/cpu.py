@@ -1,7 +1,11 @@
-"""How many CPUs this container may use, from its cgroup CPU quota, and TF thread counts from it.
+"""How many CPUs this container may use, and TensorFlow's thread counts from it.
 
 os.cpu_count() reports the host's cores; a pod limited to 1 CPU on a 64-core node would
-otherwise start 64 intra-op threads and be throttled by the CFS quota all the time.
+otherwise start 64 intra-op threads and be throttled by the CFS quota all the time. In
+order: the cgroup CPU quota (a CPU limit), else the pod's CPU request (the chart passes
+it through the downward API, as TFMS_CPU_REQUEST_MILLICORES: the chart sets no CPU limit
+on purpose, and a 100m pod on a 64-core node must not start 64 threads), else the CPUs
+the process may be scheduled on.
 """
 
 from __future__ import annotations
@@ -112,6 +116,30 @@ class ThreadCounts:
     inter_op: int
     cpu_limit: float | None
     schedulable: int
+    cpu_request: float | None = None
+    source: str = "setting"  # what intra_op came from: setting, cpu limit, cpu request, schedulable CPUs
+
+    def describe(self) -> str:
+        limit = "none" if self.cpu_limit is None else f"{self.cpu_limit:g}"
+        request = "unknown" if self.cpu_request is None else f"{self.cpu_request:g}"
+        return (
+            f"intra-op {self.intra_op} (from {self.source}), inter-op {self.inter_op}; "
+            f"CPU limit {limit}, CPU request {request}, schedulable CPUs {self.schedulable}"
+        )
+
+
+def usable_cpus(cpu_limit: float | None, cpu_request: float | None, schedulable: int) -> tuple[int, str]:
+    """Whole CPUs to size the thread pools for, and where the number came from.
+
+    A limit is a hard cap (floored: 1.5 CPUs of quota cannot keep 2 threads busy); a
+    request is what the pod is guaranteed and may exceed when the node is idle (rounded
+    up: 1.5 CPUs keep 2 threads busy).
+    """
+    if cpu_limit is not None:
+        return min(schedulable, max(1, math.floor(cpu_limit))), "cpu limit"
+    if cpu_request is not None and cpu_request > 0:
+        return min(schedulable, max(1, math.ceil(cpu_request))), "cpu request"
+    return schedulable, "schedulable CPUs"
 
 
 def thread_counts(
@@ -119,14 +147,23 @@ def thread_counts(
     inter_setting: int,
     cpu_limit: float | None,
     schedulable: int,
+    cpu_request: float | None = None,
 ) -> ThreadCounts:
-    """Explicit settings win; 0 means derive: intra = the usable CPUs (quota floored, at least 1)."""
-    usable = schedulable if cpu_limit is None else min(schedulable, max(1, math.floor(cpu_limit)))
+    """Explicit settings win; 0 means derive intra-op threads from `usable_cpus`."""
+    usable, source = usable_cpus(cpu_limit, cpu_request, schedulable)
     intra = intra_setting or usable
     # The served graphs are mostly one chain of ops; more inter-op threads only add contention.
     inter = inter_setting or max(1, min(2, intra))
-    return ThreadCounts(intra_op=intra, inter_op=inter, cpu_limit=cpu_limit, schedulable=schedulable)
+    return ThreadCounts(
+        intra_op=intra,
+        inter_op=inter,
+        cpu_limit=cpu_limit,
+        schedulable=schedulable,
+        cpu_request=cpu_request,
+        source="setting" if intra_setting else source,
+    )
 
 
-def detect_thread_counts(intra_setting: int, inter_setting: int) -> ThreadCounts:
-    return thread_counts(intra_setting, inter_setting, cgroup_cpu_limit(), schedulable_cpus())
+def detect_thread_counts(intra_setting: int, inter_setting: int, cpu_request_millicores: int) -> ThreadCounts:
+    request = cpu_request_millicores / 1000 if cpu_request_millicores > 0 else None
+    return thread_counts(intra_setting, inter_setting, cgroup_cpu_limit(), schedulable_cpus(), request)

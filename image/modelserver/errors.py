@@ -88,11 +88,12 @@ def method_not_allowed(method: str, path: str, allowed: list[str]) -> ServingErr
     )
 
 
-def payload_too_large(limit: int) -> ServingError:
+def payload_too_large(limit: int, decompressed: bool = False) -> ServingError:
     # The rest of the body is never read: close the connection rather than drain it.
+    after = " once decompressed" if decompressed else ""
     return ServingError(
         413,
-        f"Request body exceeds the limit of {limit} bytes",
+        f"Request body exceeds the limit of {limit} bytes{after} (TFMS_MAX_BODY_BYTES)",
         "RESOURCE_EXHAUSTED",
         None,
         ((b"connection", b"close"),),

@@ -12,19 +12,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from modelserver import errors
-from modelserver.batching import (
-    Batcher,
-    BatchPolicy,
-    DirectRunner,
-    InferenceCaller,
-    Runner,
-    RunnerLabels,
-    Tensors,
-)
+from modelserver.batching.queue import BatchPolicy
+from modelserver.batching.rows import Tensors
+from modelserver.batching.runners import BatchingRunner, DirectRunner, InferenceCaller, Runner, RunnerLabels
 from modelserver.metrics import Metrics
 from modelserver.repository import ModelRegistry
 from modelserver.runtime import DEFAULT_SIGNATURE, INIT_OP_SIGNATURE, LoadedModel, Signature
 from modelserver.settings import Settings
+from modelserver.watchdog import InferenceWatch
 
 VERSION_LABELS = ("stable", "latest")
 
@@ -46,8 +41,10 @@ class ModelService:
         metrics: Metrics,
         executor: Executor,
         requests_in_flight: Callable[[], int],
+        watch: InferenceWatch,
     ) -> None:
         self.settings = settings
+        self.watch = watch
         self.requests_in_flight = requests_in_flight
         self.registry = registry
         self.metrics = metrics
@@ -106,12 +103,12 @@ class ModelService:
         )
         for signature in model.signatures.values():
             labels = RunnerLabels(model.name, model.version_text, signature.name)
-            caller = InferenceCaller(signature, self.executor, self.metrics, labels)
+            caller = InferenceCaller(signature, self.executor, self.metrics, labels, self.watch)
             runner: Runner
             if self.settings.batch_enabled:
-                batcher = Batcher(caller, policy, labels, self.requests_in_flight)
-                batcher.start(self.metrics)
-                runner = batcher
+                batching = BatchingRunner(caller, policy, labels, self.requests_in_flight)
+                batching.start(self.metrics)
+                runner = batching
             else:
                 runner = DirectRunner(caller, self.settings.batch_queue_size, self.metrics, labels)
             self.runners[(model.name, model.version, signature.name)] = runner
@@ -120,5 +117,6 @@ class ModelService:
         """The runner's answer, to await. Errors are the runner's: callers tag them with the version."""
         return self.runners[(model.name, model.version, signature.name)].infer(inputs)
 
-    async def close(self) -> None:
-        await asyncio.gather(*(runner.close() for runner in self.runners.values()))
+    async def close(self, timeout: float) -> None:
+        """Stop every runner; each answers what it still holds within `timeout`."""
+        await asyncio.gather(*(runner.close(timeout) for runner in self.runners.values()))

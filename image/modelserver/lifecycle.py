@@ -4,7 +4,8 @@ On SIGTERM: readiness answers 503 at once (so Kubernetes takes the pod out of th
 Service), requests keep being served for TFMS_DRAIN_DELAY_SECONDS (endpoint removal
 takes a moment to reach every node), then the listener closes, idle keep-alive
 connections close, in-flight requests and the batch queue finish, and the process exits
-0, all before TFMS_DRAIN_TIMEOUT_SECONDS. SIGINT (Ctrl-C) skips the delay.
+0, all before TFMS_DRAIN_TIMEOUT_SECONDS (the batch queues get what is left of it less a
+second; whatever they still hold then is answered 503). SIGINT (Ctrl-C) skips the delay.
 
 uvicorn's own signal handling is replaced, not raced: it would stop accepting at once
 and re-raise the signal after shutdown (exit code 143 instead of 0).
@@ -19,11 +20,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator
 
 import uvicorn
 
 from modelserver.app import ModelServerApp
+from modelserver.health import EXIT_MARGIN_SECONDS
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,6 @@ log = logging.getLogger(__name__)
 # Longer than any client's idle timeout (httpx, Go, nginx: 5-90 s would race a 5 s server
 # timeout), so the client, not the server, closes idle connections.
 KEEP_ALIVE_SECONDS = 75
-# Left between uvicorn's graceful-shutdown budget and the hard deadline for closing up.
-EXIT_MARGIN_SECONDS = 1.0
 
 
 class DrainingServer(uvicorn.Server):
@@ -61,6 +62,7 @@ class DrainingServer(uvicorn.Server):
             return
         serving = self.app.registry.all_ready()
         self.app.state.draining = True
+        self.app.state.drain_started = time.monotonic()
         delay = self.settings.drain_delay_seconds if sig == signal.SIGTERM and serving else 0.0
         log.info(
             "%s: readiness now 503; serving for %.1fs more, then finishing in-flight requests "

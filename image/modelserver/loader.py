@@ -39,7 +39,10 @@ async def load_all(
         log.warning("no models configured (TFMS_MODEL_NAME is empty): the server will never be ready")
         return
     loop = asyncio.get_running_loop()
-    counts = detect_thread_counts(settings.intra_op_threads, settings.inter_op_threads)
+    counts = detect_thread_counts(
+        settings.intra_op_threads, settings.inter_op_threads, settings.cpu_request_millicores
+    )
+    log.info("TensorFlow thread sizing: %s", counts.describe())
     for name in registry.names:
         try:
             version, path = select_version(settings.model_base_path, name, settings.model_version)

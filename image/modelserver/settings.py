@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# A request body is counted against TFMS_MAX_INFLIGHT_BYTES as its own bytes plus this many
+# times its (decompressed) size: JSON numbers decoded into Python objects and then arrays
+# peak at about 16x the text they came from (measured: 8 MiB of float rows -> 129 MiB).
+DECODE_EXPANSION = 16
+# TFMS_HUNG_INFERENCE_SECONDS=0: a call is hung after this many request timeouts.
+HUNG_INFERENCE_TIMEOUTS = 4
 
 
 @dataclass(frozen=True)
@@ -34,11 +40,20 @@ class Settings:
     drain_delay_seconds: float = 5.0
     drain_timeout_seconds: float = 20.0
     max_body_bytes: int = 8 * 1024 * 1024
+    max_concurrent_requests: int = 512
+    max_inflight_bytes: int = 256 * 1024 * 1024
     request_timeout_seconds: float = 30.0
+    hung_inference_seconds: float = 0.0
     log_level: str = "info"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    cpu_request_millicores: int = 0
     fault_injection: bool = False
+
+    @property
+    def hung_inference_limit_seconds(self) -> float:
+        """TFMS_HUNG_INFERENCE_SECONDS, or 4x the request timeout when it is 0."""
+        return self.hung_inference_seconds or HUNG_INFERENCE_TIMEOUTS * self.request_timeout_seconds
 
 
 class SettingsError(ValueError):
@@ -117,6 +132,10 @@ class Option:
     help: str
     value: str = ""  # the chart's value under `server.`, e.g. "batching.maxBatchSize"
     schema: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # that value's JSON schema
+    # The chart template that computes the setting when its value is null (e.g. from the memory limit).
+    derived: str = ""
+    # Set by the chart from the pod's own spec (downward API) instead of a value: what it is.
+    from_pod: str = ""
 
 
 # JSON schemas of chart values, shared by several rows.
@@ -124,6 +143,7 @@ INTEGER = {"type": "integer", "minimum": 0}
 POSITIVE_INTEGER = {"type": "integer", "minimum": 1}
 NUMBER = {"type": "number", "minimum": 0}
 BOOLEAN = {"type": "boolean"}
+NULLABLE_POSITIVE_INTEGER = {"type": ["integer", "null"], "minimum": 1}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -243,9 +263,34 @@ OPTIONS: tuple[Option, ...] = (
         "--max-body-bytes",
         positive(int),
         "8388608",
-        "largest request body; larger gets 413 (checked while the body streams in)",
+        "largest request body after decompression (Content-Encoding gzip or deflate); larger gets 413 "
+        "(checked while the body streams in and inflates, never buffered past it)",
         "limits.maxBodyBytes",
         POSITIVE_INTEGER,
+    ),
+    Option(
+        "max_concurrent_requests",
+        "TFMS_MAX_CONCURRENT_REQUESTS",
+        "--max-concurrent-requests",
+        positive(int),
+        "512",
+        "POST requests handled at once; beyond it 429 at once, before the body is read "
+        "(GETs: health, metadata, metrics are never refused)",
+        "limits.maxConcurrentRequests",
+        NULLABLE_POSITIVE_INTEGER,
+        derived="tf-model-server.maxConcurrentRequests",
+    ),
+    Option(
+        "max_inflight_bytes",
+        "TFMS_MAX_INFLIGHT_BYTES",
+        "--max-inflight-bytes",
+        positive(int),
+        "268435456",
+        f"memory budget of the request bodies in flight, each counted as its bytes plus {DECODE_EXPANSION}x "
+        "its decompressed size (decoding); a request that would exceed it gets 429 before it is decoded",
+        "limits.maxInflightBytes",
+        NULLABLE_POSITIVE_INTEGER,
+        derived="tf-model-server.maxInflightBytes",
     ),
     Option(
         "request_timeout_seconds",
@@ -268,12 +313,24 @@ OPTIONS: tuple[Option, ...] = (
         {"type": "string", "enum": list(LOG_LEVELS)},
     ),
     Option(
+        "hung_inference_seconds",
+        "TFMS_HUNG_INFERENCE_SECONDS",
+        "--hung-inference-seconds",
+        non_negative(float),
+        "0",
+        "a TensorFlow call running longer is hung: liveness fails (the kubelet restarts the container) "
+        f"and its stack is logged; 0 = {HUNG_INFERENCE_TIMEOUTS}x the request timeout",
+        "limits.hungInferenceSeconds",
+        NUMBER,
+    ),
+    Option(
         "intra_op_threads",
         "TFMS_INTRA_OP_THREADS",
         "--intra-op-threads",
         non_negative(int),
         "0",
-        "TensorFlow threads inside one op; 0 = from the container's CPU quota (cgroup v1/v2)",
+        "TensorFlow threads inside one op; 0 = the container's CPU limit (cgroup v1/v2 quota), "
+        "else its CPU request (TFMS_CPU_REQUEST_MILLICORES), else the schedulable CPUs",
         "threads.intraOp",
         INTEGER,
     ),
@@ -288,12 +345,23 @@ OPTIONS: tuple[Option, ...] = (
         INTEGER,
     ),
     Option(
+        "cpu_request_millicores",
+        "TFMS_CPU_REQUEST_MILLICORES",
+        "--cpu-request-millicores",
+        non_negative(int),
+        "0",
+        "the pod's CPU request in millicores (the chart sets it from the downward API); "
+        "sizes TensorFlow's threads when there is no CPU limit; 0 = unknown",
+        from_pod="resources.requests.cpu (downward API, in millicores)",
+    ),
+    Option(
         "fault_injection",
         "TFMS_FAULT_INJECTION",
         "--fault-injection",
         parse_bool,
         "false",
-        "tests only: enables POST /debug/fault/liveness (liveness answers 503 afterwards)",
+        "tests only: enables POST /debug/fault/liveness (liveness answers 503 afterwards) and "
+        "POST /debug/fault/hang-inference (the inference thread blocks for good)",
         "faultInjection",
         BOOLEAN,
     ),
@@ -340,6 +408,19 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             f"TFMS_DRAIN_DELAY_SECONDS ({settings.drain_delay_seconds:g}) must be less than "
             f"TFMS_DRAIN_TIMEOUT_SECONDS ({settings.drain_timeout_seconds:g}): "
             "in-flight requests need time to finish"
+        )
+    needed = settings.max_body_bytes * (1 + DECODE_EXPANSION)
+    if settings.max_inflight_bytes < needed:
+        raise SettingsError(
+            f"TFMS_MAX_INFLIGHT_BYTES ({settings.max_inflight_bytes}) must be at least "
+            f"{1 + DECODE_EXPANSION}x TFMS_MAX_BODY_BYTES ({needed}): a body of the largest size "
+            "allowed must fit the budget"
+        )
+    if settings.hung_inference_limit_seconds <= settings.request_timeout_seconds:
+        raise SettingsError(
+            f"TFMS_HUNG_INFERENCE_SECONDS ({settings.hung_inference_seconds:g}) must be more than "
+            f"TFMS_REQUEST_TIMEOUT_SECONDS ({settings.request_timeout_seconds:g}): "
+            "a slow call is not a hung one"
         )
     return settings
 

@@ -4,7 +4,8 @@ The settings table is the one source: each row names its env var, its chart valu
 path under `server.`) and that value's JSON schema. From it this module writes
 
 - `chart/templates/_settings.tpl`: the env var -> value path table the ConfigMap
-  template ranges over (so the ConfigMap has exactly one key per setting), and
+  template ranges over (so the ConfigMap has exactly one key per setting; a row may name
+  the template that computes a null value, e.g. from the memory limit), and
 - the `server` block of `chart/values.schema.json` (types, bounds, every key required,
   no other key allowed), each value described by its env var and help text.
 
@@ -36,6 +37,8 @@ class SettingsTableError(ValueError):
 
 
 def chart_options(options: Sequence[Option] = OPTIONS) -> list[Option]:
+    """The settings the chart sets from values (not those it takes from the pod's own spec)."""
+    options = [option for option in options if not option.from_pod]
     missing = [option.env for option in options if not option.value or not option.schema]
     if missing:
         raise SettingsTableError(
@@ -74,11 +77,17 @@ def server_schema(options: Sequence[Option] = OPTIONS) -> dict[str, Any]:
 
 
 def settings_template(options: Sequence[Option] = OPTIONS) -> str:
-    rows = "\n".join(f"{option.env}: {option.value}" for option in chart_options(options))
+    def row(option: Option) -> str:
+        derived = f", derived: {option.derived}" if option.derived else ""
+        return f"{option.env}: {{value: {option.value}{derived}}}"
+
+    rows = "\n".join(row(option) for option in chart_options(options))
     return (
         "{{/*\n"
         "Generated from image/modelserver/settings.py by `make docs` (ops.chart_settings): do not edit.\n"
-        "Each server setting's environment variable and its value under .Values.server.\n"
+        "Each server setting's environment variable, its value under .Values.server and, where a\n"
+        "null value is computed by the chart, the template that computes it. Settings the chart\n"
+        "takes from the pod's own spec (the downward API) are in the Deployment, not here.\n"
         "*/}}\n"
         f'{{{{- define "{TEMPLATE_NAME}" -}}}}\n'
         f"{rows}\n"

@@ -15,7 +15,7 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post.lua"
@@ -40,6 +40,7 @@ class LoadResult:
     errors: int
     non_2xx: int
     load_cpu_fraction: float
+    statuses: dict[str, int] = field(default_factory=dict)  # HTTP status -> responses
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,11 +65,17 @@ def ensure_wrk() -> str:
 
 
 def run(
-    url: str, body_file: Path, concurrency: int, duration_s: float, content_type: str = "application/json"
+    url: str,
+    body_file: Path,
+    concurrency: int,
+    duration_s: float,
+    content_type: str = "application/json",
+    delay_ms: int = 0,
+    cpu: int = LOAD_CPU,
 ) -> LoadResult:
-    """One bounded wrk run at a fixed number of connections (closed loop)."""
+    """One bounded wrk run at a fixed number of connections (closed loop; paced by `delay_ms`)."""
     command = [
-        "taskset", "-c", str(LOAD_CPU),
+        "taskset", "-c", str(cpu),
         ensure_wrk(),
         "-t1",
         f"-c{concurrency}",
@@ -81,6 +88,7 @@ def run(
         "BENCH_BODY_FILE": str(body_file),
         "BENCH_CONTENT_TYPE": content_type,
         "BENCH_MAX_REQUESTS": str(int(MAX_RATE_RPS * duration_s)),
+        "BENCH_DELAY_MS": str(delay_ms),
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -112,4 +120,5 @@ def run(
         errors=errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
         non_2xx=errors["status"],
         load_cpu_fraction=round(cpu_seconds / wall, 3),
+        statuses=raw.get("statuses", {}),
     )

@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from modelserver.settings import OPTIONS, Option
+from modelserver.settings import Option
+from ops.chart_settings import chart_options
 
 from chart.render import CHART_DIR, template, template_error
 
 CHART_DEFAULTS = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["server"]
+# The settings the chart sets from values (TFMS_CPU_REQUEST_MILLICORES comes from the pod spec).
+OPTIONS = chart_options()
 
 
 def nested(path: str, value: object) -> dict:
@@ -48,6 +51,10 @@ def sample(option: Option) -> Any:
     if "enum" in schema:
         return next(choice for choice in schema["enum"] if choice != default)
     kind = schema["type"]
+    if isinstance(kind, list):  # nullable: null means "derived by the chart"; a set value wins
+        kind = next(k for k in kind if k != "null")
+        if default is None:
+            return 1 << 30  # large enough for every bound that depends on it
     if kind == "boolean":
         return not default
     if kind == "integer":
@@ -64,6 +71,10 @@ def parsed(option: Option, text: str) -> Any:
 
 def test_the_configmap_has_one_key_per_server_setting():
     assert set(template().config) == {option.env for option in OPTIONS}
+
+
+def test_settings_from_the_pod_spec_are_not_in_the_configmap():
+    assert "TFMS_CPU_REQUEST_MILLICORES" not in template().config
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.env)
@@ -83,8 +94,53 @@ def test_each_server_value_sets_its_env_var(option):
 
 
 def test_large_integers_are_not_rendered_in_float_notation():
-    config = template({"server": {"limits": {"maxBodyBytes": 1073741824}}}).config
+    config = template(
+        {"server": {"limits": {"maxBodyBytes": 1073741824, "maxInflightBytes": 17 * 1073741824}}}
+    ).config
     assert config["TFMS_MAX_BODY_BYTES"] == "1073741824"
+    assert config["TFMS_MAX_INFLIGHT_BYTES"] == str(17 * 1073741824)
+
+
+@pytest.mark.parametrize(
+    ("memory", "inflight", "concurrent"),
+    [
+        ("1Gi", 268435456, 512),
+        ("2Gi", 536870912, 1024),
+        ("1500M", 375000000, 715),
+        (4294967296, 1073741824, 2048),
+        (None, 268435456, 512),
+    ],
+    ids=["1Gi", "2Gi", "1500M", "plain-bytes", "no-limit"],
+)
+def test_memory_bounds_derive_from_the_memory_limit(memory, inflight, concurrent):
+    resources = {"requests": {"cpu": "100m"}, "limits": {"memory": memory} if memory else {}}
+    config = template({"resources": resources}).config
+    assert config["TFMS_MAX_INFLIGHT_BYTES"] == str(inflight)
+    assert config["TFMS_MAX_CONCURRENT_REQUESTS"] == str(concurrent)
+
+
+def test_a_memory_limit_too_small_for_one_largest_body_fails_with_the_fix():
+    error = template_error({"resources": {"limits": {"memory": "256Mi"}}})
+    assert "must be at least 17x server.limits.maxBodyBytes" in error
+    assert "raise the memory limit, lower maxBodyBytes, or set maxInflightBytes" in error
+    # Smaller bodies fit the smaller budget.
+    config = template(
+        {"resources": {"limits": {"memory": "256Mi"}}, "server": {"limits": {"maxBodyBytes": 1048576}}}
+    ).config
+    assert config["TFMS_MAX_INFLIGHT_BYTES"] == str(64 * 1048576)
+
+
+def test_the_cpu_request_reaches_the_server_through_the_downward_api():
+    env = template().server_container["env"]
+    assert {
+        "name": "TFMS_CPU_REQUEST_MILLICORES",
+        "valueFrom": {
+            "resourceFieldRef": {"containerName": "server", "resource": "requests.cpu", "divisor": "1m"}
+        },
+    } in env
+
+
+def test_a_fraction_is_rendered_as_given():
     assert template({"server": {"batching": {"maxWaitMs": 0.25}}}).config["TFMS_BATCH_MAX_WAIT_MS"] == "0.25"
 
 
@@ -102,7 +158,7 @@ def test_server_reads_the_configmap_and_its_pod_name():
 
 def test_extra_env_is_appended():
     env = template({"extraEnv": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}]}).server_container["env"]
-    assert [e["name"] for e in env] == ["POD_NAME", "TF_CPP_MIN_LOG_LEVEL"]
+    assert [e["name"] for e in env] == ["POD_NAME", "TFMS_CPU_REQUEST_MILLICORES", "TF_CPP_MIN_LOG_LEVEL"]
 
 
 def checksum(values: dict) -> str:

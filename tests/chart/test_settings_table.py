@@ -30,7 +30,7 @@ def test_a_new_row_is_all_the_chart_needs():
         "minimum": 1,
     }
     assert "newKnob" in limits["required"] and limits["additionalProperties"] is False
-    assert "TFMS_NEW_KNOB: limits.newKnob\n" in chart_settings.settings_template([*OPTIONS, knob])
+    assert "TFMS_NEW_KNOB: {value: limits.newKnob}\n" in chart_settings.settings_template([*OPTIONS, knob])
 
 
 def test_two_settings_on_one_value_are_refused():

@@ -1,11 +1,14 @@
-"""Self-healing under steady load: a deleted pod, a SIGKILLed server, failing liveness, every pod gone.
+"""Self-healing under steady load: a deleted pod, a SIGKILLed server, failing liveness, every pod gone,
+a hung TensorFlow call.
 
-The four tests share one release (3 replicas, fault injection on, the chart's drain
-settings) in file order; each starts from three Ready pods. Two probers run side by
-side, a new connection per request and a keep-alive pool (harness.prober): a pod that
-drains must cost neither of them a request; a pod that dies without draining (SIGKILL)
-may cost each only its own share of the traffic while the Service still routed to it
-(harness.guarantees.bounded_loss), which a whole-Service outage breaks.
+The first four tests share one release (3 replicas, fault injection on, the chart's drain
+settings) in file order; each starts from three Ready pods. The hung-inference test has
+a release of its own (healing-hang.yaml: a 2 s request timeout, hung after 6 s). Two
+probers run side by side, a new connection per request and a keep-alive pool
+(harness.prober): a pod that drains must cost neither of them a request; a pod that dies
+without draining (SIGKILL) may cost each only its own share of the traffic while the
+Service still routed to it (harness.guarantees.bounded_loss), which a whole-Service
+outage breaks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 import pytest
 from harness import faults, slo
 from harness.cluster_events import endpoint_left_at
-from harness.guarantees import Loss
+from harness.guarantees import KUBE_PROXY_PROPAGATION_S, Loss
 from harness.release import pod_is_ready
 from harness.scenario import Scenario
 from kubernetes import client
@@ -25,6 +28,9 @@ STEADY_S = 6
 AFTER_S = 6
 REPLICAS = 3
 SUITE_VALUES = ("healing.yaml",)
+HANG_VALUES = (*SUITE_VALUES, "healing-hang.yaml")
+# Hung after 6 s, then the liveness probe (every 3 s, 2 failures) and the restart.
+HANG_RESTART_BOUND_S = 60
 # Every pod deleted at once: new pods are scheduled at once, the image is on the node, and
 # TensorFlow's import, the model load and warm-up take 5-30 s on a busy 2-core node.
 RECOVERY_BOUND_S = 60
@@ -228,3 +234,84 @@ def test_every_pod_deleted_service_answers_again_within_bound(deploy):
         )
     s.mark_at(deleted + max(outages.values()), "Service answers again")
     s.fact("bound_s", RECOVERY_BOUND_S)
+
+
+def test_hung_inference_fails_liveness_restarts_and_other_replicas_lose_nothing(deploy):
+    s = deploy("healing-hang", HANG_VALUES)
+    s.wait_until(f"{REPLICAS} pods are Ready", lambda: len(s.release.ready_pods()) == REPLICAS, 120)
+    core = client.CoreV1Api(s.release.api_client)
+    restarts_before = {p.metadata.name: server_status(p).restart_count for p in s.release.ready_pods()}
+    s.steady_load(RATE_PER_S, STEADY_S)
+
+    injected = s.mark("POST /debug/fault/hang-inference")
+    fault = faults.trigger_fault(s.release.node_address, s.release.node_port, "hang-inference")
+    s.expect(fault.status == 200 and fault.served_by in restarts_before, f"fault injection answered {fault}")
+    victim = fault.served_by
+    s.mark(f"{victim}: inference thread blocked for good")
+
+    def restarted() -> bool:
+        return (
+            server_status(core.read_namespaced_pod(victim, s.namespace)).restart_count
+            > restarts_before[victim]
+        )
+
+    s.wait_until(f"kubelet restarts {victim}'s server container", restarted, HANG_RESTART_BOUND_S)
+    restarted_at = s.mark(f"{victim} restarted")
+    s.wait_until(
+        f"{victim} is Ready again", lambda: pod_is_ready(core.read_namespaced_pod(victim, s.namespace)), 120
+    )
+    ready_at = s.mark(f"{victim} Ready again")
+    time.sleep(AFTER_S)
+    ended = s.stop_load()
+
+    s.expect_populated(s.window(f"while {victim} hung and restarted", injected, ready_at))
+    after_injection = s.window("after the hang", injected, ended).of(s.requests())
+    others = [r for r in after_injection if r.served_by is not None and r.served_by != victim]
+    on_victim = [r for r in after_injection if r.served_by == victim]
+    # A request that got no answer at all (a refused or reset connection) names no pod: it
+    # can only have been on the victim if it was sent while the Service still routed to it.
+    left_at = endpoint_left_at(s.events(), victim, after=injected)
+    s.expect(left_at is not None, f"the Service never stopped routing to {victim} once it hung")
+    routed_until = left_at + KUBE_PROXY_PROPAGATION_S
+    unattributed = [
+        r
+        for r in slo.failures(after_injection)
+        if r.served_by is None and not injected <= r.sent_at <= routed_until
+    ]
+    previous_log = core.read_namespaced_pod_log(victim, s.namespace, container="server", previous=True)
+    liveness_events = [
+        e
+        for e in s.events("event")
+        if e.detail["reason"] == "Unhealthy"
+        and "Liveness" in e.detail["message"]
+        and victim in e.detail["object"]
+    ]
+    s.fact("restart_after_s", f"{restarted_at - injected:.1f}")
+    s.fact("unrouted_after_s", f"{left_at - injected:.1f}")
+    s.fact("ready_again_s", f"{ready_at - injected:.1f}")
+    s.fact("answered_by_others", len(others))
+    s.fact("failed_on_victim", len(slo.failures(on_victim)))
+    s.expect(len(others) >= RATE_PER_S * 10, f"only {len(others)} requests reached the other replicas")
+    s.expect(
+        not slo.failures(others),
+        f"{len(slo.failures(others))} requests failed on the replicas other than {victim} while it hung",
+        others,
+    )
+    s.expect(
+        not unattributed,
+        f"{len(unattributed)} unanswered requests sent after {victim} was unrouted",
+        unattributed,
+    )
+    s.expect(
+        bool(liveness_events), f"no 'Liveness probe failed' event for {victim}: the restart had another cause"
+    )
+    s.expect(
+        "liveness now fails so the container is restarted" in previous_log
+        and "Stack of thread tf-inference" in previous_log,
+        f"{victim}'s log before the restart does not show the hung call and its stack",
+    )
+    s.expect(
+        server_status(core.read_namespaced_pod(victim, s.namespace)).restart_count
+        == restarts_before[victim] + 1,
+        f"{victim} restarted more than once",
+    )

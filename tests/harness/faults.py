@@ -146,9 +146,14 @@ class FaultResponse:
 
 def trigger_liveness_fault(host: str, port: int, timeout_s: float = 5) -> FaultResponse:
     """`POST /debug/fault/liveness` through the Service: whichever pod answers turns unhealthy."""
+    return trigger_fault(host, port, "liveness", timeout_s)
+
+
+def trigger_fault(host: str, port: int, fault: str, timeout_s: float = 5) -> FaultResponse:
+    """`POST /debug/fault/<fault>` through the Service (liveness, hang-inference): whichever pod answers."""
     connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
-        connection.request("POST", "/debug/fault/liveness", body=b"", headers={"Connection": "close"})
+        connection.request("POST", f"/debug/fault/{fault}", body=b"", headers={"Connection": "close"})
         response = connection.getresponse()
         body = response.read().decode("utf-8", "replace")
         return FaultResponse(response.status, response.getheader("X-Served-By"), body)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unit import hypothesis_budget
 from unit.server_process import ServerProcess, build_models, start_server
 
 FLOW_NORMAL = [1.2, 20000.0, 2000.0, 30.0, 20.0, 1.0, 0.05, 0.0]
@@ -57,3 +58,10 @@ def v1_unbatched_server(model_repo: Path, log_dir: Path) -> Iterator[ServerProce
 def client(main_server: ServerProcess) -> Iterator[object]:
     with main_server.client() as http:
         yield http
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"hypothesis: seed {hypothesis_budget.SEED} (TFMS_HYPOTHESIS_SEED), "
+        f"{hypothesis_budget.EXAMPLES} examples per property (TFMS_HYPOTHESIS_EXAMPLES)"
+    )

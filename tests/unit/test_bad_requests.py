@@ -139,7 +139,7 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(main_server, client
     ).encode()
     answer = raw_request(main_server.port, head, [])
     assert answer.startswith(b"HTTP/1.1 413")
-    assert b'"error":"Request body exceeds the limit of 1048576 bytes"' in answer
+    assert b'"error":"Request body exceeds the limit of 1048576 bytes (TFMS_MAX_BODY_BYTES)"' in answer
     assert_still_serving(client)
 
 

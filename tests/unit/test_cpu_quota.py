@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelserver.cpu import cgroup_cpu_limit, parse_cfs, parse_cpu_max, thread_counts
+from modelserver.cpu import cgroup_cpu_limit, detect_thread_counts, parse_cfs, parse_cpu_max, thread_counts
 
 
 def write(path: Path, text: str) -> None:
@@ -98,3 +98,39 @@ def test_no_cgroup_files_means_no_limit(tmp_path):
 def test_thread_counts(intra, inter, limit, schedulable, expected):
     counts = thread_counts(intra, inter, limit, schedulable)
     assert (counts.intra_op, counts.inter_op) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_cpus", "schedulable", "intra", "source"),
+    [
+        (0.1, 64, 1, "cpu request"),
+        (1.5, 64, 2, "cpu request"),
+        (4.0, 64, 4, "cpu request"),
+        (8.0, 2, 2, "cpu request"),
+        (None, 64, 64, "schedulable CPUs"),
+    ],
+)
+def test_without_a_limit_threads_follow_the_cpu_request(request_cpus, schedulable, intra, source):
+    counts = thread_counts(0, 0, cpu_limit=None, schedulable=schedulable, cpu_request=request_cpus)
+    assert (counts.intra_op, counts.source) == (intra, source)
+    assert counts.inter_op == min(2, intra)
+
+
+def test_a_cpu_limit_wins_over_the_request():
+    counts = thread_counts(0, 0, cpu_limit=1.5, schedulable=64, cpu_request=4.0)
+    assert (counts.intra_op, counts.source) == (1, "cpu limit")
+
+
+def test_explicit_thread_settings_win_over_both():
+    counts = thread_counts(3, 1, cpu_limit=1.0, schedulable=64, cpu_request=0.1)
+    assert (counts.intra_op, counts.inter_op, counts.source) == (3, 1, "setting")
+
+
+def test_the_request_from_the_downward_api_is_read_in_millicores(monkeypatch):
+    monkeypatch.setattr("modelserver.cpu.cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr("modelserver.cpu.schedulable_cpus", lambda: 64)
+    assert detect_thread_counts(0, 0, cpu_request_millicores=100).intra_op == 1
+    assert detect_thread_counts(0, 0, cpu_request_millicores=2500).intra_op == 3
+    assert detect_thread_counts(0, 0, cpu_request_millicores=0).intra_op == 64  # unknown: the node's CPUs
+    monkeypatch.setattr("modelserver.cpu.cgroup_cpu_limit", lambda: 2.0)
+    assert detect_thread_counts(0, 0, cpu_request_millicores=100).intra_op == 2

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+
+import pytest
+from modelserver.__main__ import configure_logging
 
 from unit.server_process import IMAGE_DIR
 
@@ -33,3 +37,26 @@ def test_dockerfile_contract():
         if "ca-certificates.crt" in line or ("ca-bundle" in line and "COPY" in line)
     ]
     assert "HOME=/tmp" in dockerfile and "TMPDIR=/tmp" in dockerfile
+
+
+def runtime_stage(dockerfile: str) -> str:
+    return dockerfile[dockerfile.rindex("\nFROM ") :]
+
+
+def test_the_image_leaves_tensorflows_log_level_to_the_server():
+    # An ENV TF_CPP_MIN_LOG_LEVEL would make TFMS_LOG_LEVEL's mapping (modelserver.__main__) dead.
+    runtime = runtime_stage((IMAGE_DIR / "Dockerfile").read_text())
+    instructions = [line for line in runtime.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if "TF_CPP_MIN_LOG_LEVEL" in line]
+
+
+@pytest.mark.parametrize(
+    ("level", "tf_level"), [("debug", "0"), ("info", "1"), ("warning", "2"), ("error", "3")]
+)
+def test_tensorflows_log_level_follows_the_servers(level, tf_level, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    configure_logging(level)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == tf_level
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    configure_logging(level)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3", "an explicit TF_CPP_MIN_LOG_LEVEL must win"

@@ -24,10 +24,14 @@ SHARED_INTERFACE = {
     "TFMS_DRAIN_DELAY_SECONDS": "5",
     "TFMS_DRAIN_TIMEOUT_SECONDS": "20",
     "TFMS_MAX_BODY_BYTES": "8388608",
+    "TFMS_MAX_CONCURRENT_REQUESTS": "512",
+    "TFMS_MAX_INFLIGHT_BYTES": "268435456",
     "TFMS_REQUEST_TIMEOUT_SECONDS": "30",
+    "TFMS_HUNG_INFERENCE_SECONDS": "0",
     "TFMS_LOG_LEVEL": "info",
     "TFMS_INTRA_OP_THREADS": "0",
     "TFMS_INTER_OP_THREADS": "0",
+    "TFMS_CPU_REQUEST_MILLICORES": "0",
     "TFMS_FAULT_INJECTION": "false",
 }
 
@@ -102,3 +106,20 @@ def test_help_documents_every_setting():
 def test_readme_configuration_table_is_the_generated_one():
     readme = (REPO_ROOT / "README.md").read_text()
     assert markdown_table() in readme, "README's Configuration table is stale: python -m modelserver.settings"
+
+
+def test_the_inflight_budget_must_hold_one_body_of_the_largest_size():
+    with pytest.raises(
+        SettingsError, match=r"TFMS_MAX_INFLIGHT_BYTES .* must be at least 17x TFMS_MAX_BODY_BYTES"
+    ):
+        load_settings([], {"TFMS_MAX_BODY_BYTES": "1048576", "TFMS_MAX_INFLIGHT_BYTES": "16777216"})
+    settings = load_settings([], {"TFMS_MAX_BODY_BYTES": "1048576", "TFMS_MAX_INFLIGHT_BYTES": "17825792"})
+    assert settings.max_inflight_bytes == 17 * 1048576
+
+
+def test_a_hung_call_is_defined_beyond_the_request_timeout():
+    assert load_settings([], {}).hung_inference_limit_seconds == 120
+    assert load_settings([], {"TFMS_REQUEST_TIMEOUT_SECONDS": "5"}).hung_inference_limit_seconds == 20
+    assert load_settings([], {"TFMS_HUNG_INFERENCE_SECONDS": "45"}).hung_inference_limit_seconds == 45
+    with pytest.raises(SettingsError, match=r"TFMS_HUNG_INFERENCE_SECONDS .* must be more than"):
+        load_settings([], {"TFMS_HUNG_INFERENCE_SECONDS": "10", "TFMS_REQUEST_TIMEOUT_SECONDS": "10"})
