@@ -187,6 +187,8 @@ class ReleasePool:
         ]
 
     def _clean(self, pooled: PooledRelease) -> None:
+        if pooled.failed_tests and not self.keep_all:
+            self._free_node_ports(pooled.release)
         if pooled.failed_tests or self.keep_all:
             return
         release = pooled.release
@@ -196,6 +198,17 @@ class ReleasePool:
             release.uninstall()
         finally:
             release.delete_namespace()
+
+    def _free_node_ports(self, release: Release) -> None:
+        """A kept namespace's Services become ClusterIP: its pods and logs stay for debugging, and
+        its NodePort goes back to the pool (nine of them: kept namespaces would starve later tests)."""
+        for service in self.core.list_namespaced_service(release.namespace).items:
+            if service.spec.type == "NodePort":
+                # A strategic merge by port: drop each nodePort with the type.
+                ports = [{"port": port.port, "nodePort": None} for port in service.spec.ports]
+                self.core.patch_namespaced_service(
+                    service.metadata.name, release.namespace, {"spec": {"type": "ClusterIP", "ports": ports}}
+                )
 
 
 @pytest.fixture(scope="session")

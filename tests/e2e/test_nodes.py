@@ -153,6 +153,10 @@ def test_replicas_spread_over_nodes_and_every_node_answers(deploy, workers):
     for prober, records in answered.items():
         by_node = Counter(nodes.get(r.served_by or "", "?") for r in records)
         s.fact(f"{prober}_answers_by_node", " ".join(f"{n}={c}" for n, c in sorted(by_node.items())))
+        if prober != "new-connection":
+            # A keep-alive pool's 4 connections land where kube-proxy sent them once: its
+            # split follows those few draws, not the replicas' share (no per-request balancing).
+            continue
         for node, pods in placement.items():
             share = len(pods) / REPLICAS
             floor = max(1, binomial_lower(len(records), share))
