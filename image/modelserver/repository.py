@@ -152,6 +152,9 @@ class ModelRegistry:
 
     def __init__(self, config: ServerConfig) -> None:
         self.models: dict[str, ModelEntry] = {model.name: ModelEntry(model) for model in config.models}
+        # Set once every version the config asks for at start has been loaded (or failed), so
+        # a labelled request never meets a version still loading on a pod that is ready.
+        self.started = False
 
     @property
     def names(self) -> KeysView[str]:
@@ -161,8 +164,10 @@ class ModelRegistry:
         return self.models.get(name)
 
     def all_ready(self) -> bool:
-        """Every model that gates readiness has an available version; zero models is not ready."""
+        """Started, and every model that gates readiness has an available version (zero models: not ready)."""
         entries = self.models.values()
-        return any(entry.latest is not None for entry in entries) and all(
-            entry.latest is not None for entry in entries if entry.gates_readiness
+        return (
+            self.started
+            and any(entry.latest is not None for entry in entries)
+            and all(entry.latest is not None for entry in entries if entry.gates_readiness)
         )

@@ -116,6 +116,7 @@ class VersionManager:
         if not self.registry.models:
             log.warning("no models configured (%s): the server will never be ready", self.config.origin)
         await self.reconcile_all()
+        self.registry.started = True
         if self.registry.all_ready():
             log.info(
                 "all models ready %.2fs after start: %s",
