@@ -8,6 +8,9 @@ TFMS_PORT: port
 TFMS_MODEL_BASE_PATH: modelBasePath
 TFMS_MODEL_NAME: modelName
 TFMS_MODEL_VERSION: modelVersion
+TFMS_MODEL_CONFIG_FILE: modelConfigFile
+TFMS_FILE_SYSTEM_POLL_WAIT_SECONDS: fileSystemPollWaitSeconds
+TFMS_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS: modelConfigFilePollWaitSeconds
 TFMS_BATCH_ENABLED: batching.enabled
 TFMS_BATCH_MAX_SIZE: batching.maxBatchSize
 TFMS_BATCH_MAX_WAIT_MS: batching.maxWaitMs
