@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: help venv tools test unit compat chart-test lint serve image load kind-image up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
-        bench bench-smoke soak soak-memory docs
+        bench bench-smoke soak soak-memory swap-memory docs
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ BENCH := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/
 
 bench: venv ## side-by-side benchmark (~15 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
 	$(BENCH) $(BENCH_ARGS)
+
+swap-memory: venv ## peak RSS while anomaly and heavy swap to a new version (run it under `flock /tmp/tfms-measure.lock`)
+	PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.swap_memory
 
 bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
 	$(BENCH) --smoke $(BENCH_ARGS)

@@ -183,12 +183,12 @@ The first model name (TFMS_MODEL_NAME may list several), for the test pod and NO
 {{- end }}
 
 {{/*
-Whether more than one replica can exist: a PDB only makes sense then.
+Whether more than one replica can exist (the canary's pods count too): a PDB only makes sense then.
 */}}
 {{- define "tf-model-server.multiReplica" -}}
-{{- if .Values.autoscaling.enabled }}
-{{- if gt (int .Values.autoscaling.maxReplicas) 1 }}true{{ end }}
-{{- else if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- $stable := ternary (int .Values.autoscaling.maxReplicas) (int .Values.replicaCount) .Values.autoscaling.enabled }}
+{{- $canary := ternary (int .Values.canary.replicaCount) 0 .Values.canary.enabled }}
+{{- if gt (add $stable $canary) 1 }}true{{ end }}
 {{- end }}
 
 {{/*

@@ -10,6 +10,9 @@ TFMS_PORT: {value: port}
 TFMS_MODEL_BASE_PATH: {value: modelBasePath}
 TFMS_MODEL_NAME: {value: modelName}
 TFMS_MODEL_VERSION: {value: modelVersion}
+TFMS_MODEL_CONFIG_FILE: {value: modelConfigFile}
+TFMS_FILE_SYSTEM_POLL_WAIT_SECONDS: {value: fileSystemPollWaitSeconds}
+TFMS_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS: {value: modelConfigFilePollWaitSeconds}
 TFMS_BATCH_ENABLED: {value: batching.enabled}
 TFMS_BATCH_MAX_SIZE: {value: batching.maxBatchSize}
 TFMS_BATCH_MAX_WAIT_MS: {value: batching.maxWaitMs}

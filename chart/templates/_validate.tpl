@@ -5,6 +5,7 @@ bodies only render. Each rule fails with the values it names and what to do.
 */}}
 {{- define "tf-model-server.validate" -}}
 {{- include "tf-model-server.validate.modelSource" . }}
+{{- include "tf-model-server.validate.modelConfig" . }}
 {{- include "tf-model-server.validate.drain" . }}
 {{- include "tf-model-server.validate.preStopSleep" . }}
 {{- include "tf-model-server.validate.autoscaling" . }}
@@ -19,6 +20,19 @@ bodies only render. Each rule fails with the values it names and what to do.
 {{- end }}
 {{- if and (eq $model.source "url") (not $model.url.address) }}
 {{- fail "model.source is url: set model.url.address to the model archive's URL" }}
+{{- end }}
+{{- end }}
+
+{{- define "tf-model-server.validate.modelConfig" -}}
+{{- if and .Values.model.config .Values.server.modelConfigFile }}
+{{- fail "model.config and server.modelConfigFile both name a model config: set one (model.config has the chart write the file)" }}
+{{- end }}
+{{- $names := list }}
+{{- range .Values.model.config }}
+{{- if has .name $names }}
+{{- fail (printf "model.config lists model %s twice (TF Serving: Illegal to list model %s multiple times)" .name .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- end }}
 {{- end }}
 

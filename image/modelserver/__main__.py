@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from modelserver.model_config import ModelConfigError, server_config
 from modelserver.settings import SettingsError, load_settings
 
 # TensorFlow's C++ log level for each of ours (TF logs INFO lines about CPU features at import).
@@ -32,13 +33,15 @@ def exit_before_serving(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
-    except SettingsError as error:
+        # Read (and refused when bad) before TensorFlow starts importing; the app reads it again.
+        models = server_config(settings).models
+    except (SettingsError, ModelConfigError) as error:
         print(f"python -m modelserver: error: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
     # Until the server installs its drain handler: as PID 1 a SIGTERM would otherwise be ignored.
     signal.signal(signal.SIGTERM, exit_before_serving)
-    if settings.model_names:
+    if models:
         # `import tensorflow` is most of the time to ready: start it now, beside the
         # imports and start-up of the HTTP side (measured ~0.4 s sooner ready).
         threading.Thread(

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from modelserver import errors
@@ -22,13 +23,14 @@ from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_res
 from modelserver.deadlines import RequestDeadlines
 from modelserver.health import Faults, Health, ServerState
 from modelserver.inference import ModelService
-from modelserver.loader import load_all
 from modelserver.metrics import UNKNOWN_MODEL, Metrics
+from modelserver.model_config import server_config
 from modelserver.protocols.tfserving import TFServingAPI
 from modelserver.protocols.v2 import V2API
 from modelserver.repository import ModelRegistry
 from modelserver.router import Headers, Params, Route, Router, exact, regex
 from modelserver.settings import Settings
+from modelserver.versions import VersionManager
 from modelserver.watchdog import InferenceWatch
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,13 @@ class ModelServerApp:
     def __init__(self, settings: Settings, instance_name: str | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.registry = ModelRegistry(settings.model_names)
+        config = server_config(settings)
+        self.registry = ModelRegistry(config)
         self.state = ServerState()
         # One inference thread: TensorFlow parallelizes inside each call (intra-op threads).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-inference")
+        # Versions load on a thread of their own, so inference goes on meanwhile (versions.py).
+        self.loader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-loader")
         self.in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         self.watch = InferenceWatch(settings.hung_inference_limit_seconds)
@@ -79,12 +84,24 @@ class ModelServerApp:
         self.health = Health(self.state, self.registry, self.metrics, self.watch)
         self.faults = Faults(self.state, self.executor, self.watch)
         self.router = Router(self.routes())
-        self.router.learn(path for name in self.registry.names for path in prediction_paths(name))
+        self.learn_prediction_paths(self.registry.names)
+        self.versions = VersionManager(
+            config,
+            settings,
+            self.registry,
+            self.service,
+            self.metrics,
+            self.loader_executor,
+            self.learn_prediction_paths,
+        )
         self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
         self.loader: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.cancelled_requests = 0
         self.deadlines = RequestDeadlines(settings.request_timeout_seconds)
+
+    def learn_prediction_paths(self, names: Iterable[str]) -> None:
+        self.router.learn(path for name in names for path in prediction_paths(name))
 
     def routes(self) -> list[Route]:
         tfserving = TFServingAPI(self.service)
@@ -123,9 +140,7 @@ class ModelServerApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
-                self.loader = loop.create_task(
-                    load_all(self.settings, self.registry, self.service, self.metrics, self.executor)
-                )
+                self.loader = loop.create_task(self.versions.run(), name="versions")
                 self.watcher = loop.create_task(self.health.watch_forever(), name="inference-watch")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -140,6 +155,7 @@ class ModelServerApp:
             self.watcher.cancel()
         await self.service.close(self.state.close_budget_seconds(self.settings.drain_timeout_seconds))
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.loader_executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()

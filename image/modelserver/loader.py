@@ -1,83 +1,67 @@
-"""Loading the configured models at start, off the event loop, one after another."""
+"""What runs on the loader thread: load and warm up a version, let go of one, look at the disk.
+
+The loader thread is not the inference thread: a version loads and warms up while the
+others keep answering (TensorFlow's own thread pools are shared; the load competes for
+CPU, never for the inference thread). TensorFlow is imported here on first use.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import logging
-import time
-from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 
-from modelserver import PROCESS_STARTED
 from modelserver.cpu import ThreadCounts, detect_thread_counts
-from modelserver.inference import ModelService
-from modelserver.metrics import Metrics
-from modelserver.repository import (
-    ModelNotFoundError,
-    ModelRegistry,
-    VersionState,
-    VersionStatus,
-    select_version,
-)
+from modelserver.repository import available_versions, fingerprint
 from modelserver.runtime import LoadedModel, configure_threads, load_model, warm_up
 from modelserver.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+def thread_counts(settings: Settings) -> ThreadCounts:
+    counts = detect_thread_counts(
+        settings.intra_op_threads, settings.inter_op_threads, settings.cpu_request_millicores
+    )
+    log.info("TensorFlow thread sizing: %s", counts.describe())
+    return counts
+
+
 def load_and_warm_up(counts: ThreadCounts, name: str, version: int, path: Path) -> tuple[LoadedModel, float]:
-    """Runs on the inference thread: TensorFlow is imported here on first use."""
     configure_threads(counts)
     model = load_model(name, version, path)
     return model, warm_up(model)
 
 
-async def load_all(
-    settings: Settings, registry: ModelRegistry, service: ModelService, metrics: Metrics, executor: Executor
-) -> None:
-    if not registry.names:
-        log.warning("no models configured (TFMS_MODEL_NAME is empty): the server will never be ready")
-        return
-    loop = asyncio.get_running_loop()
-    counts = detect_thread_counts(
-        settings.intra_op_threads, settings.inter_op_threads, settings.cpu_request_millicores
-    )
-    log.info("TensorFlow thread sizing: %s", counts.describe())
-    for name in registry.names:
-        try:
-            version, path = select_version(settings.model_base_path, name, settings.model_version)
-        except ModelNotFoundError as error:
-            registry.set_load_error(name, str(error))
-            log.error("model %s: %s", name, error)
-            continue
-        registry.set_status(name, VersionStatus(version, VersionState.LOADING))
-        log.info("loading model %s version %d from %s", name, version, path)
-        try:
-            model, warmup_seconds = await loop.run_in_executor(
-                executor, load_and_warm_up, counts, name, version, path
-            )
-        except Exception as error:
-            message = f"{type(error).__name__}: {error}"
-            registry.set_status(name, VersionStatus(version, VersionState.END, "UNKNOWN", message))
-            registry.set_load_error(name, message)
-            log.exception("model %s version %d failed to load", name, version)
-            continue
-        service.start_runners(model)
-        registry.set_served(name, model)
-        registry.set_status(name, VersionStatus(version, VersionState.AVAILABLE))
-        metrics.model_load_seconds.labels(name, model.version_text).set(model.load_seconds)
-        metrics.model_warmup_seconds.labels(name, model.version_text).set(warmup_seconds)
-        log.info(
-            "model %s version %d ready: loaded in %.2fs, warmed up in %.2fs; signatures %s",
-            name,
-            version,
-            model.load_seconds,
-            warmup_seconds,
-            ", ".join(sorted(model.signatures)),
-        )
-    if registry.all_ready():
-        log.info(
-            "all models ready %.2fs after start: %s",
-            time.monotonic() - PROCESS_STARTED,
-            ", ".join(registry.names),
-        )
+def release(model: LoadedModel) -> None:
+    """Let go of a version nothing serves any more (its runners are closed, its calls done).
+
+    A TF1 session is closed (it holds its graph's memory); the caller then drops its last
+    reference and calls `collect`, since restored TF2 objects hold reference cycles.
+    """
+    close = getattr(model.owner, "close", None)
+    if model.format != "TF2" and callable(close):
+        close()
+
+
+def collect() -> None:
+    gc.collect()
+
+
+@dataclass(frozen=True)
+class DiskScan:
+    """A model's base path as one poll saw it."""
+
+    exists: bool
+    versions: dict[int, Path]
+    # Of the versions asked about (the ones that failed to load): their files now.
+    fingerprints: dict[int, tuple[tuple[str, int, int], ...]]
+
+
+def scan(base_path: Path, fingerprint_versions: frozenset[int] = frozenset()) -> DiskScan:
+    if not base_path.is_dir():
+        return DiskScan(False, {}, {})
+    versions = available_versions(base_path)
+    prints = {version: fingerprint(versions[version]) for version in fingerprint_versions & versions.keys()}
+    return DiskScan(True, versions, prints)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -72,6 +73,36 @@ class RequestStats:
         yield latency
 
 
+# (model, version, state) of every version the server knows; (model, label, version) of each label.
+VersionStates = Callable[[], Iterable[tuple[str, str, str]]]
+
+
+class VersionStats:
+    """tfms_model_version_state and tfms_model_version_label, read from the registry at scrape time."""
+
+    def __init__(self, states: VersionStates, labels: VersionStates) -> None:
+        self.states = states
+        self.labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        states = GaugeMetricFamily(
+            "tfms_model_version_state",
+            "1 for each model version in its current state (TF Serving's LOADING, AVAILABLE, UNLOADING, END)",
+            labels=("model", "version", "state"),
+        )
+        for model, version, state in self.states():
+            states.add_metric((model, version, state), 1)
+        labels = GaugeMetricFamily(
+            "tfms_model_version_label",
+            "1 for each version label and the version it names (version_labels of the model config)",
+            labels=("model", "label", "version"),
+        )
+        for model, label, version in self.labels():
+            labels.add_metric((model, label, version), 1)
+        yield states
+        yield labels
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -115,6 +146,22 @@ class Metrics:
             registry=self.registry,
         )
         self.ready = Gauge("tfms_ready", "1 while the readiness probe answers 200", registry=self.registry)
+        self.model_load_failures = Counter(
+            "tfms_model_load_failures",
+            "Model versions that failed to load (the version never takes traffic)",
+            ("model", "version"),
+            registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "tfms_model_config_reloads",
+            "Model config file changes seen by the poll, by outcome (applied, or refused and not applied)",
+            ("outcome",),
+            registry=self.registry,
+        )
+
+    def watch_versions(self, states: VersionStates, labels: VersionStates) -> None:
+        """Report every version's state and every label at scrape time (no cost per request)."""
+        self.registry.register(VersionStats(states, labels))
 
     def watch_queue(self, model: str, version: str, signature: str, depth: Callable[[], int]) -> None:
         """Report a queue's depth at scrape time (no cost per request)."""

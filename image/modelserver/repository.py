@@ -1,7 +1,7 @@
 """The model repository on disk (TF Serving layout) and what the server knows about each version.
 
-    <base>/<name>/<version>/saved_model.pb      version = a directory named by an integer
-    <base>/<name>/<version>/saved_model.pbtxt   (the text form; the runtime reads either)
+    <base_path>/<version>/saved_model.pb      version = a directory named by an integer
+    <base_path>/<version>/saved_model.pbtxt   (the text form; the runtime reads either)
 
 A directory name is a version when TF Serving would read it as one
 (file_system_storage_path_source.cc: `absl::SimpleAtoi`): decimal digits with an
@@ -9,9 +9,14 @@ optional sign and surrounding whitespace, within int64, so `00000123` is version
 (the layout of TF Serving's own test data). The directory actually on disk is the one
 loaded. Two directories naming the same version (`123`, `00000123`): the last by name
 wins, with a warning, as in TF Serving (which keeps the last one it lists). Negative
-versions are skipped: no URL can name them.
+versions are skipped: no URL can name them. A directory without saved_model.pb(txt) is
+not a version yet (a copy still under way).
 
-The server loads one version per model: the newest, or the pinned TFMS_MODEL_VERSION.
+The registry is what requests read: each model's versions and their states (TF
+Serving's ModelVersionStatus), and the versions that serve. It is changed only on the
+event loop (by versions.VersionManager), and the parts requests read (`serving`,
+`latest`, `labels`) are replaced whole, never changed in place, so a request sees one
+consistent state with no lock and one dict lookup.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import threading
+from collections.abc import KeysView, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
+
+from modelserver.model_config import ModelConfig, ServerConfig
 
 if TYPE_CHECKING:
     from modelserver.runtime import LoadedModel
@@ -32,10 +40,6 @@ log = logging.getLogger(__name__)
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 VERSION_NAME = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*")
 INT64_MAX = 2**63 - 1
-
-
-class ModelNotFoundError(LookupError):
-    pass
 
 
 def parse_version(name: str) -> int | None:
@@ -53,9 +57,8 @@ def holds_saved_model(path: Path) -> bool:
     return path.is_dir() and any((path / f).is_file() for f in SAVED_MODEL_FILES)
 
 
-def available_versions(base_path: Path, name: str) -> dict[int, Path]:
-    """Versions of `name` on disk (ascending) and the directory of each."""
-    model_dir = base_path / name
+def available_versions(model_dir: Path) -> dict[int, Path]:
+    """Versions under a model's base path (ascending) and the directory of each."""
     if not model_dir.is_dir():
         return {}
     found: dict[int, Path] = {}
@@ -65,8 +68,8 @@ def available_versions(base_path: Path, name: str) -> dict[int, Path]:
             continue
         if version in found:
             log.warning(
-                "model %s: directories %s and %s both hold version %d; loading %s",
-                name,
+                "%s: directories %s and %s both hold version %d; loading %s",
+                model_dir,
                 found[version].name,
                 entry.name,
                 version,
@@ -76,23 +79,17 @@ def available_versions(base_path: Path, name: str) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def select_version(base_path: Path, name: str, pinned: int | None) -> tuple[int, Path]:
-    """The version to serve and its directory: the pinned one, else the newest."""
-    versions = available_versions(base_path, name)
-    if not versions:
-        raise ModelNotFoundError(
-            f"No versions of model {name} found under {base_path / name} "
-            "(expected <version>/saved_model.pb directories)"
-        )
-    if pinned is None:
-        newest = max(versions)
-        return newest, versions[newest]
-    if pinned not in versions:
-        raise ModelNotFoundError(
-            f"Version {pinned} of model {name} not found under {base_path / name} "
-            f"(found {', '.join(map(str, versions))})"
-        )
-    return pinned, versions[pinned]
+def fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file under a version directory with its size and mtime: changes when the files do."""
+    found = []
+    for path in sorted(version_dir.rglob("*")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            found.append((str(path.relative_to(version_dir)), info.st_size, info.st_mtime_ns))
+    return tuple(found)
 
 
 class VersionState(enum.Enum):
@@ -122,40 +119,55 @@ class VersionStatus:
 
 @dataclass
 class ModelEntry:
-    """One configured model: its versions' status and, once loaded, the served version."""
+    """One configured model: every version the server knows, and the ones that serve."""
 
-    name: str
-    statuses: dict[int, VersionStatus] = field(default_factory=dict)
-    served: LoadedModel | None = None
-    load_error: str | None = None
+    config: ModelConfig
+    # Every version seen, by state (the status APIs); END ones are kept for a while.
+    versions: dict[int, VersionStatus] = field(default_factory=dict)
+    # Read by every request, replaced whole: AVAILABLE versions, the newest of them, and
+    # the labels that name an available version (label -> version).
+    serving: Mapping[int, LoadedModel] = field(default_factory=lambda: MappingProxyType({}))
+    latest: LoadedModel | None = None
+    labels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Whether readiness waits for this model: the models configured at start do; a model a
+    # config reload adds does once it has been available (adding one never unreadies a pod).
+    gates_readiness: bool = True
+    # Why the model has nothing to load (base path missing, no versions), if so.
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def publish(self, serving: Mapping[int, LoadedModel]) -> None:
+        self.serving = MappingProxyType(dict(sorted(serving.items())))
+        self.latest = self.serving[max(self.serving)] if self.serving else None
+
+    def set_labels(self, labels: Mapping[str, int]) -> None:
+        self.labels = MappingProxyType(dict(sorted(labels.items())))
 
 
 class ModelRegistry:
-    """Every configured model, filled in by the loader thread and read by request handlers."""
+    """Every configured model; changed on the event loop only (see the module docstring)."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self._lock = threading.Lock()
-        self._entries = {name: ModelEntry(name) for name in names}
+    def __init__(self, config: ServerConfig) -> None:
+        self.models: dict[str, ModelEntry] = {model.name: ModelEntry(model) for model in config.models}
+        # Set once every version the config asks for at start has been loaded (or failed), so
+        # a labelled request never meets a version still loading on a pod that is ready.
+        self.started = False
 
     @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._entries)
+    def names(self) -> KeysView[str]:
+        return self.models.keys()
 
     def entry(self, name: str) -> ModelEntry | None:
-        return self._entries.get(name)
-
-    def set_status(self, name: str, status: VersionStatus) -> None:
-        with self._lock:
-            self._entries[name].statuses[status.version] = status
-
-    def set_served(self, name: str, model: LoadedModel) -> None:
-        with self._lock:
-            self._entries[name].served = model
-
-    def set_load_error(self, name: str, message: str) -> None:
-        with self._lock:
-            self._entries[name].load_error = message
+        return self.models.get(name)
 
     def all_ready(self) -> bool:
-        """Every configured model is served (loaded and warmed up); zero configured models is not ready."""
-        return bool(self._entries) and all(entry.served is not None for entry in self._entries.values())
+        """Started, and every model that gates readiness has an available version (zero models: not ready)."""
+        entries = self.models.values()
+        return (
+            self.started
+            and any(entry.latest is not None for entry in entries)
+            and all(entry.latest is not None for entry in entries if entry.gates_readiness)
+        )

@@ -33,6 +33,9 @@ class Settings:
     model_base_path: Path = Path("/models")
     model_names: tuple[str, ...] = ("anomaly",)
     model_version: int | None = None
+    model_config_file: Path | None = None
+    file_system_poll_wait_seconds: float = 1.0
+    model_config_file_poll_wait_seconds: float = 10.0
     batch_enabled: bool = True
     batch_max_size: int = 32
     batch_max_wait_ms: float = 2.0
@@ -84,6 +87,10 @@ def parse_version(text: str) -> int | None:
     if version < 0:
         raise ValueError("a model version is a non-negative integer")
     return version
+
+
+def optional_path(text: str) -> Path | None:
+    return Path(text) if text.strip() else None
 
 
 def positive(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -196,6 +203,39 @@ OPTIONS: tuple[Option, ...] = (
         "version to serve for every model; empty = the newest version found",
         "modelVersion",
         {"anyOf": [INTEGER, {"type": "string", "pattern": "^[0-9]*$"}]},
+    ),
+    Option(
+        "model_config_file",
+        "TFMS_MODEL_CONFIG_FILE",
+        "--model-config-file",
+        optional_path,
+        "(empty)",
+        "TF Serving's model config file (ModelServerConfig, text format: models, version policies, "
+        "labels); when set, TFMS_MODEL_NAME and TFMS_MODEL_VERSION are ignored",
+        "modelConfigFile",
+        {"type": "string"},
+    ),
+    Option(
+        "file_system_poll_wait_seconds",
+        "TFMS_FILE_SYSTEM_POLL_WAIT_SECONDS",
+        "--file-system-poll-wait-seconds",
+        non_negative(float),
+        "1",
+        "seconds between looks at each model's base path for versions to load or unload; "
+        "0 = look once, at start (TF Serving's --file_system_poll_wait_seconds)",
+        "fileSystemPollWaitSeconds",
+        NUMBER,
+    ),
+    Option(
+        "model_config_file_poll_wait_seconds",
+        "TFMS_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS",
+        "--model-config-file-poll-wait-seconds",
+        non_negative(float),
+        "10",
+        "seconds between re-reads of the model config file (models, policies and labels change "
+        "without a restart); 0 = read it once (TF Serving's default)",
+        "modelConfigFilePollWaitSeconds",
+        NUMBER,
     ),
     Option(
         "batch_enabled",

@@ -7,7 +7,8 @@ path under `server.`) and that value's JSON schema. From it this module writes
   template ranges over (so the ConfigMap has exactly one key per setting; a row may name
   the template that computes a null value, e.g. from the memory limit), and
 - the `server` block of `chart/values.schema.json` (types, bounds, every key required,
-  no other key allowed), each value described by its env var and help text.
+  no other key allowed), each value described by its env var and help text, and the
+  same block with nothing required as `canary.server` (merged over `server`).
 
 `generate` rewrites both (`make docs` runs it); `check` fails naming the stale file
 (`make lint`). A value's default lives in `chart/values.yaml`; the chart tests compare
@@ -95,9 +96,27 @@ def settings_template(options: Sequence[Option] = OPTIONS) -> str:
     )
 
 
+def without_required(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same object schema with nothing required (values merged over a complete block)."""
+    partial = {key: value for key, value in schema.items() if key != "required"}
+    if "properties" in partial:
+        partial["properties"] = {
+            key: without_required(value) if value.get("type") == "object" else value
+            for key, value in partial["properties"].items()
+        }
+    return partial
+
+
 def schema_text(current: str, options: Sequence[Option] = OPTIONS) -> str:
     schema = json.loads(current)
     schema["properties"]["server"] = server_schema(options)
+    # canary.server: any of the server's values, merged over `server` for the canary's pods.
+    canary = schema["properties"].get("canary")
+    if canary is not None:
+        canary["properties"]["server"] = {
+            "description": "server values of the canary pods, merged over `server`",
+            **without_required(server_schema(options)),
+        }
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 

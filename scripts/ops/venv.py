@@ -19,7 +19,12 @@ from pathlib import Path
 from ops import apt
 from ops.paths import REPO_ROOT, cache_root
 
-REQUIREMENT_FILES = (REPO_ROOT / "requirements-dev.txt", REPO_ROOT / "image" / "requirements.txt")
+NO_DEPS_REQUIREMENTS = REPO_ROOT / "image" / "requirements-no-deps.txt"
+REQUIREMENT_FILES = (
+    REPO_ROOT / "requirements-dev.txt",
+    REPO_ROOT / "image" / "requirements.txt",
+    NO_DEPS_REQUIREMENTS,
+)
 READY_MARKER = ".tfms-ready"
 
 
@@ -67,6 +72,8 @@ def build_venv(venv_dir: Path) -> None:
     pip = [str(venv_dir / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "install", "-r", str(REPO_ROOT / "requirements-dev.txt")], check=True)
+    # Packages whose declared dependencies must not be resolved (the file says why each).
+    subprocess.run([*pip, "install", "--no-deps", "-r", str(NO_DEPS_REQUIREMENTS)], check=True)
     (venv_dir / READY_MARKER).write_text(requirements_key())
     print(f"[venv] ready in {time.monotonic() - started:.0f}s", flush=True)
 

@@ -77,8 +77,10 @@ def test_replicas_omitted_when_the_hpa_owns_them():
 
 
 def test_selector_is_exactly_name_and_instance_everywhere():
+    # ...plus, on the Deployment, its constant track (stable; the canary's is canary), so the
+    # HPA counts its own pods only; the Service and the PDB select both tracks.
     rendered = template({"autoscaling": {"enabled": True}, "podLabels": {"team": "ml"}})
-    assert rendered.deployment["spec"]["selector"] == {"matchLabels": SELECTOR}
+    assert rendered.deployment["spec"]["selector"] == {"matchLabels": {**SELECTOR, "track": "stable"}}
     assert rendered.one("Service")["spec"]["selector"] == SELECTOR
     assert rendered.one("PodDisruptionBudget")["spec"]["selector"] == {"matchLabels": SELECTOR}
     pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
@@ -90,7 +92,7 @@ def test_selector_is_exactly_name_and_instance_everywhere():
 def test_selector_ignores_the_image_tag_so_upgrades_keep_it():
     before = template().deployment["spec"]["selector"]
     after = template({"image": {"tag": "v2"}}).deployment["spec"]["selector"]
-    assert before == after == {"matchLabels": SELECTOR}
+    assert before == after == {"matchLabels": {**SELECTOR, "track": "stable"}}
 
 
 def test_image_defaults_to_app_version_and_tag_overrides():

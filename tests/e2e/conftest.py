@@ -230,7 +230,11 @@ Deploy = Callable[..., Scenario]
 def deploy(
     request: pytest.FixtureRequest, release_pool: ReleasePool, kube: client.ApiClient
 ) -> Iterator[Deploy]:
-    """deploy(key, values, image_tag, settings, fresh) -> a started Scenario bound to a ready release."""
+    """deploy(key, values, image_tag, settings, fresh, before_install) -> a started Scenario, release ready.
+
+    `before_install(release)` runs in the release's namespace before a fresh install (e.g.
+    a claim and the Job seeding it, which the pods need to start).
+    """
     started: list[Scenario] = []
     client_address = next_client_address()
 
@@ -240,6 +244,7 @@ def deploy(
         image_tag: str = "v2",
         settings: Mapping[str, object] | None = None,
         fresh: bool = False,
+        before_install: Callable[[Release], None] | None = None,
     ) -> Scenario:
         files = tuple(VALUES_DIR / name for name in values)
         release = None if fresh else release_pool.reusable(key, files)
@@ -256,6 +261,9 @@ def deploy(
         )
         started.append(scenario.start())
         if scenario_needs_install:
+            if before_install is not None:
+                scenario.mark("prepare the namespace")
+                before_install(release)
             scenario.mark(f"helm install ({image_tag})")
             release.install(files, image_tag=image_tag, settings=settings)
             scenario.mark("installed")

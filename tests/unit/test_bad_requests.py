@@ -54,8 +54,8 @@ BAD_REQUESTS = [
         "POST",
         "/v1/models/anomaly/labels/canary:predict",
         b'{"instances": [[1]]}',
-        404,
-        "canary",
+        400,  # server_core.cc GetModelVersionForLabel: InvalidArgument
+        "Unrecognized servable version label: canary",
     ),
     ("unknown-verb", "POST", "/v1/models/anomaly:explain", b"{}", 404, "Not found"),
     ("get-predict", "GET", PREDICT, b"", 405, "POST"),

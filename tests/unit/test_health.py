@@ -52,10 +52,11 @@ def test_missing_model_is_live_but_not_ready_and_says_why(missing_model_server):
         assert client.get("/v2/health/ready").status_code == 503
         status = client.get("/v1/models/ghost")
         assert status.status_code == 404
-        assert "No versions of model ghost" in status.json()["error"]
+        assert "Could not find any versions of model ghost" in status.json()["error"]
+        assert "Could not find base path" in status.json()["error"]
         infer = client.post("/v1/models/ghost:predict", json={"instances": [[1]]})
         assert infer.status_code == 503
-        assert "failed to load" in infer.json()["error"]
+        assert "Could not find base path" in infer.json()["error"]
 
 
 def test_fault_injection_fails_liveness_only_when_enabled(no_model_server, client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelserver.repository import ModelNotFoundError, parse_version, select_version
+from modelserver.repository import available_versions, parse_version
 
 
 @pytest.mark.parametrize(
@@ -33,15 +33,12 @@ def test_the_directory_on_disk_is_the_one_served(tmp_path):
     make_version(tmp_path / "m", "00000009")
     make_version(tmp_path / "m", "124-not-a-version")
     (tmp_path / "m" / "00000200").mkdir()  # no saved_model.pb: not a version
-    assert select_version(tmp_path, "m", None) == (123, padded)
-    assert select_version(tmp_path, "m", 9) == (9, tmp_path / "m" / "00000009")
-    with pytest.raises(ModelNotFoundError, match="found 9, 123"):
-        select_version(tmp_path, "m", 200)
+    assert available_versions(tmp_path / "m") == {9: tmp_path / "m" / "00000009", 123: padded}
 
 
 def test_a_text_saved_model_is_a_version_and_of_two_names_for_one_version_the_last_wins(tmp_path):
     make_version(tmp_path / "n", "0007", "saved_model.pbtxt")
-    assert select_version(tmp_path, "n", None) == (7, tmp_path / "n" / "0007")
+    assert available_versions(tmp_path / "n") == {7: tmp_path / "n" / "0007"}
     make_version(tmp_path / "m", "0123", "saved_model.pbtxt")
     make_version(tmp_path / "m", "123")
-    assert select_version(tmp_path, "m", None) == (123, tmp_path / "m" / "123")
+    assert available_versions(tmp_path / "m") == {123: tmp_path / "m" / "123"}

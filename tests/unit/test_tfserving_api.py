@@ -33,7 +33,10 @@ def test_model_status_has_tf_serving_shape(client):
         ]
     }
     assert client.get("/v1/models/anomaly/versions/2").json() == response.json()
-    assert client.get("/v1/models/anomaly/labels/stable").json() == response.json()
+    # No implicit labels (TF Serving has none): a label exists only in the model config.
+    unlabelled = client.get("/v1/models/anomaly/labels/stable")
+    assert unlabelled.status_code == 400
+    assert unlabelled.json() == {"error": "Unrecognized servable version label: stable"}
 
 
 def test_metadata_has_tf_serving_shape(client):
@@ -85,14 +88,14 @@ def test_predict_columnar_format_returns_named_outputs(client):
     assert unnamed.json() == response.json()
 
 
-def test_named_instances_and_explicit_version_and_label(client):
+def test_named_instances_and_explicit_version(client):
     response = client.post(
         "/v1/models/anomaly/versions/2:predict",
         json={"signature_name": "serving_default", "instances": [{"features": FLOW_NORMAL}]},
     )
     assert response.status_code == 200
-    labelled = client.post("/v1/models/anomaly/labels/latest:predict", json={"instances": [FLOW_NORMAL]})
-    assert labelled.json() == response.json()
+    latest = client.post("/v1/models/anomaly:predict", json={"instances": [{"features": FLOW_NORMAL}]})
+    assert latest.json() == response.json()
 
 
 def test_single_output_signature_returns_plain_list(client):

@@ -23,14 +23,17 @@ from modelserver.runtime import LoadedModel, Signature
 
 
 def model_status(service: ModelService, name: str, version: str | None, label: str | None) -> dict[str, Any]:
+    """GetModelStatus (get_model_status_impl.cc): every version the server knows, newest first."""
     entry = service.registry.entry(name)
-    if entry is None or (not entry.statuses and entry.load_error is None and entry.served is None):
-        raise errors.not_found(f"Could not find any versions of model {name}")
-    if not entry.statuses:
-        raise errors.not_found(f"Could not find any versions of model {name}: {entry.load_error}")
-    statuses = sorted(entry.statuses.values(), key=lambda s: s.version)
+    if entry is None or not entry.versions:
+        reason = f": {entry.problem}" if entry is not None and entry.problem else ""
+        raise errors.not_found(f"Could not find any versions of model {name}{reason}")
     if label is not None:
-        version = service.resolve(name, None, label).version_text
+        labelled = entry.labels.get(label, entry.config.labels.get(label))
+        if labelled is None:
+            raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
+        version = str(labelled)
+    statuses = sorted(entry.versions.values(), key=lambda s: s.version, reverse=True)
     if version is not None:
         statuses = [s for s in statuses if s.version == int(version)]
         if not statuses:

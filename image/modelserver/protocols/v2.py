@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,11 +82,12 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.key, "datatype": datatype_of(spec.dtype), "shape": list(spec.shape or [-1])}
 
 
-def model_metadata(model: LoadedModel) -> dict[str, Any]:
+def model_metadata(model: LoadedModel, versions: Iterable[int]) -> dict[str, Any]:
+    """`versions`: every available version (each can be named in the URL)."""
     signature = default_signature(model)
     return {
         "name": model.name,
-        "versions": [model.version_text],
+        "versions": [str(version) for version in versions],
         "platform": PLATFORM,
         "inputs": [tensor_metadata(spec) for spec in signature.inputs.values()],
         "outputs": [tensor_metadata(spec) for spec in signature.outputs.values()],
@@ -379,16 +380,28 @@ class V2API:
 
     async def model_metadata(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"))
-        return Response(dumps(model_metadata(model)), model_version=model.version_text)
+        entry = self.service.registry.entry(model.name)
+        versions = entry.serving if entry is not None else (model.version,)
+        return Response(dumps(model_metadata(model, versions)), model_version=model.version_text)
 
     async def model_ready(self, params: Params, body: bytes, headers: Headers) -> Response:
+        """200 when the model (or the version) can serve; 503 with its state and error when not."""
+        name, version = params["model"] or "", params.get("version")
         try:
-            model = self.service.resolve(params["model"] or "", params.get("version"))
+            model = self.service.resolve(name, version)
         except errors.ServingError as error:
             if error.status == 404:
                 raise
-            return Response(dumps({"name": params["model"], "ready": False}), status=503)
-        return Response(dumps({"name": model.name, "ready": True}), model_version=model.version_text)
+            answer: dict[str, Any] = {"name": name, "ready": False, "reason": error.message}
+            entry = self.service.registry.entry(name)
+            status = entry.versions.get(int(version)) if entry is not None and version is not None else None
+            if status is not None:
+                answer.update(version=version, state=status.state.value, error=status.error_message)
+            return Response(dumps(answer), status=503)
+        answer = {"name": model.name, "ready": True}
+        if version is not None:
+            answer.update(version=version, state="AVAILABLE")
+        return Response(dumps(answer), model_version=model.version_text)
 
     async def infer(self, params: Params, body: bytes, headers: Headers) -> Response:
         model = self.service.resolve(params["model"] or "", params.get("version"))
