@@ -153,7 +153,9 @@ class ModelService:
     async def stop_runners(self, model: LoadedModel) -> None:
         """Finish what the version's runners hold and every call already on the inference thread."""
         runners = [self.runners[key] for key in self.runner_keys(model) if key in self.runners]
-        await asyncio.gather(*(runner.close() for runner in runners))
+        # A retired version's queued requests get the request timeout to finish, as any request.
+        budget = self.settings.request_timeout_seconds
+        await asyncio.gather(*(runner.close(budget) for runner in runners))
         # The inference thread runs calls in order: once this no-op has run, so have they.
         await asyncio.get_running_loop().run_in_executor(self.executor, int)
         for key in self.runner_keys(model):

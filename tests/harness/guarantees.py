@@ -29,17 +29,27 @@ violation into a test failure with the cluster's side of the story.
   that never answered (a node that vanished) leaves a SYN_SENT conntrack entry on the
   node that NATed it, for nf_conntrack_tcp_timeout_syn_sent (Linux: 120 s). A later new
   connection with the same 5-tuple follows that entry to the dead pod, whatever the
-  Service's rules say by then. Through kind's published ports every connection reaches
-  the node from docker-proxy's own address, with its port chosen from the host's
-  ephemeral range, so after a node loss a new connection collides with one of the S
-  stale entries with probability S / (ports in the range) (measured on this cluster: 544
-  entries to the lost pod, alive exactly 120 s after their SYN; the failures after the
-  Service stopped routing to it matched them). So, for the STALE_NAT_LIFETIME_S after
-  the exposure window, a failed request on a fresh connection is allowed up to that
-  probability's binomial bound over the fresh connections sent then, with S = the
-  fresh-connection failures of the exposure window (each left one entry). Requests on
-  reused connections, and anything after that lifetime, get no allowance. A whole-Service
-  outage still fails nearly every request there and breaks it.
+  Service's rules say by then, and its SYN refreshes the entry for another 120 s. Through
+  kind's published ports every connection reaches the node from docker-proxy's address
+  with a port the host's kernel picks for that destination: it walks the ephemeral range
+  in steps of 2 (one parity) with random skips, so it wraps within a minute here and a
+  new connection lands on one of the S stale ports with probability about
+  S / (ports / 2). Measured on the kind cluster: 520-544 entries to the lost pod, alive
+  120 s after their last SYN, and the fresh-connection failures after the Service stopped
+  routing to it (66-200 per run) were those collisions. The bound follows from that: with
+  r fresh connections per second, an entry is hit m = r x 120 s / (ports / 2) times in its
+  lifetime, each hit living another lifetime, so S entries cause S x m / (1 - m)
+  collisions in expectation (a branching process that dies out for m < 1). After the
+  exposure window a failed request on a fresh connection is allowed within that
+  expectation + Z_SIGMA x its square root, and only within STALE_NAT_LIFETIME_S of the
+  exposure window or of an earlier such collision (an entry lives that long after its
+  last SYN), and in no 5-second window beyond the binomial bound of STALE_BAND_HIT: the
+  stale entries sit in a band of the port walk (the ports it took during the exposure),
+  so collisions come in bursts as later sweeps cross that band (seen: 31 of 150 fresh
+  connections in one 5 s window), and inside it a sweep lands on a stale port with the
+  walk's own density, about 2 in 9. Requests on reused connections get
+  no allowance at all. A whole-Service outage fails nearly every request of its windows
+  and breaks it.
 """
 
 from __future__ import annotations
@@ -63,6 +73,11 @@ Z_SIGMA = 4.0
 KUBE_PROXY_PROPAGATION_S = 2.0
 # Linux's nf_conntrack_tcp_timeout_syn_sent (kube-proxy does not change it).
 STALE_NAT_LIFETIME_S = 120.0
+# Linux's connect() port choice (net/ipv4/inet_hashtables.c, __inet_hash_connect) moves its
+# per-destination offset by 2 + 2 x a random 0..7 per connection, 9 ports on average: of the
+# ports of its parity a sweep lands on 2 in 9. Sweeping a band an earlier sweep laid stale
+# entries in, a connection lands on one of them with about that probability.
+STALE_BAND_HIT = 2 / 9
 
 
 def local_port_range_size(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
@@ -239,6 +254,41 @@ def binomial_upper(trials: int, p: float, z: float) -> int:
     return math.ceil(trials * p + z * math.sqrt(trials * p * (1.0 - p)))
 
 
+def stale_nat_entries(records: Sequence[RequestRecord], loss: Loss, propagation_s: float) -> int:
+    """Fresh connections that failed while the Service still routed to the lost pods (one entry each)."""
+    exposure = Window("exposure", loss.lost_at, loss.unrouted_at + propagation_s)
+    return sum(1 for record in failures(exposure.of(records)) if not record.reused)
+
+
+def stale_nat_collisions(
+    late_failures: Sequence[RequestRecord], exposure_end: float, lifetime_s: float
+) -> list[RequestRecord]:
+    """The late fresh-connection failures a stale entry can explain: each within `lifetime_s` of the
+    exposure window's end or of an earlier one (a hit refreshes the entry it hits)."""
+    explained: list[RequestRecord] = []
+    alive_until = exposure_end + lifetime_s
+    for record in sorted(late_failures, key=lambda r: r.sent_at):
+        if record.sent_at > alive_until:
+            break
+        explained.append(record)
+        alive_until = max(alive_until, record.sent_at + lifetime_s)
+    return explained
+
+
+def stale_nat_allowance(
+    stale: int, late_fresh: Sequence[RequestRecord], ports: int, lifetime_s: float, z: float
+) -> int:
+    """Collisions S stale entries cause in expectation (module docstring), + z sigma."""
+    if not stale or not late_fresh:
+        return 0
+    span = max(1.0, late_fresh[-1].sent_at - late_fresh[0].sent_at)
+    hits_per_lifetime = (len(late_fresh) / span) * lifetime_s / (ports / 2)
+    if hits_per_lifetime >= 1:
+        return len(late_fresh)  # the entries would live for ever: nothing is excluded
+    expected = stale * hits_per_lifetime / (1 - hits_per_lifetime)
+    return math.ceil(expected + z * math.sqrt(expected))
+
+
 def bounded_loss(
     records: Sequence[RequestRecord],
     loss: Loss,
@@ -250,11 +300,19 @@ def bounded_loss(
     z: float = Z_SIGMA,
     source_ports: int | None = None,
     stale_nat_lifetime_s: float = STALE_NAT_LIFETIME_S,
+    stale_entries: int | None = None,
+    connection_share: float | None = None,
 ) -> LossBudget:
-    """Failures bounded by what could have been on the lost pods (see the module docstring)."""
+    """Failures bounded by what could have been on the lost pods (see the module docstring).
+
+    `connection_share` is the lost pods' share of new connections (kube-proxy picks per
+    connection); a keep-alive prober needs it from elsewhere (a new-connection prober's
+    record), since its own traffic follows the few connections it holds, not the pods.
+    """
     if before.end > loss.lost_at:
         raise ValueError(f"the share window ({before.label}) must end before the loss ({loss.label})")
-    share = traffic_share(populated(records, before, rate_per_s, prober), loss.pods, before)
+    observed_share = traffic_share(populated(records, before, rate_per_s, prober), loss.pods, before)
+    share = observed_share if connection_share is None else connection_share
     routed_s = loss.unrouted_at + propagation_s - loss.lost_at
     pods = ", ".join(sorted(loss.pods))
     if routed_s > max_exposure_s:
@@ -270,35 +328,60 @@ def bounded_loss(
     explained = {record.seq for record in [*exposed, *in_flight]}
     failed = failures(records)
     # Stale NAT entries left by the exposure window's unanswered connections (module docstring).
-    stale = sum(1 for record in failures(exposed) if not record.reused)
-    late_window = Window(
-        f"in the {stale_nat_lifetime_s:g}s the {stale} stale NAT entries to {pods} live on",
-        exposure.end,
-        exposure.end + stale_nat_lifetime_s,
-    )
+    # Every prober through the same NodePort shares docker-proxy's port walk, so the entries any
+    # of them left count for each (the scenario passes the total); alone, its own.
+    own_stale = sum(1 for record in failures(exposed) if not record.reused)
+    stale = own_stale if stale_entries is None else max(stale_entries, own_stale)
+    late_window = Window(f"after the Service stopped routing to {pods}", exposure.end, math.inf)
     late_fresh = [record for record in late_window.of(records) if not record.reused]
-    late_failed = [record for record in failures(late_fresh) if record.seq not in explained]
+    late_failed = stale_nat_collisions(
+        [r for r in failures(late_fresh) if r.seq not in explained], exposure.end, stale_nat_lifetime_s
+    )
     ports = source_ports or local_port_range_size()
-    late_allowed = binomial_upper(len(late_fresh), min(1.0, stale / ports), z) if stale else 0
+    late_allowed = stale_nat_allowance(stale, late_fresh, ports, stale_nat_lifetime_s, z)
     explained |= {record.seq for record in late_failed}
     unexplained = [record for record in failed if record.seq not in explained]
     if unexplained:
         raise SLOViolation(
             f"{prober}: {len(unexplained)} failed requests could not have been on {pods}: neither in flight "
             f"at {loss.label} nor sent in the {exposure.length_s:.1f}s the Service still routed to them "
-            f"nor on a fresh connection {late_window.label}",
+            f"nor a fresh connection within {stale_nat_lifetime_s:g}s of a stale NAT entry to them",
             unexplained,
         )
+    # Collisions come in bursts, when the port walk sweeps the band of ports its stale entries
+    # took (module docstring), but even inside the band it lands on one at most STALE_BAND_HIT:
+    # a 5-second window failing beyond that is an outage, not stale NAT.
+    for start in range(
+        0, math.ceil(max((r.sent_at for r in late_fresh), default=exposure.end) - exposure.end), 5
+    ):
+        burst = Window(
+            f"{start}-{start + 5}s after the Service stopped routing to {pods}",
+            exposure.end + start,
+            exposure.end + start + 5,
+        )
+        sent = burst.of(late_fresh)
+        collided = burst.of(late_failed)
+        limit = min(stale, binomial_upper(len(sent), STALE_BAND_HIT, z)) if stale else 0
+        if len(collided) > limit:
+            raise SLOViolation(
+                f"{prober}: {len(collided)} of {len(sent)} fresh connections failed {burst.label}, "
+                f"more than the {limit} its {stale} stale NAT entries could catch ({ports} source ports, "
+                f"+ {z:g} sigma): the Service failed beyond the lost pods",
+                collided,
+            )
     if len(late_failed) > late_allowed:
         raise SLOViolation(
             f"{prober}: {len(late_failed)} requests on fresh connections failed after the Service stopped "
-            f"routing to {pods}, more than the {late_allowed} that stale NAT entries explain "
-            f"({stale} entries of {ports} source ports, over {len(late_fresh)} fresh connections "
-            f"+ {z:g} sigma)",
+            f"routing to {pods}, more than the {late_allowed} that its {stale} stale NAT entries explain "
+            f"({len(late_fresh)} fresh connections, {ports} source ports, + {z:g} sigma)",
             late_failed,
         )
     failed = [record for record in failed if record.seq not in {r.seq for r in late_failed}]
-    allowed = len(in_flight) + binomial_upper(len(exposed), share, z)
+    # Each connection that lands on a lost pod costs its request; a new-connection prober opens
+    # one per request, a keep-alive pool holds its slots and reopens one when it fails or closes.
+    slots = {record.connection for record in records if record.connection is not None}
+    trials = len(slots) + sum(1 for r in exposed if not r.reused) if slots else len(exposed)
+    allowed = len(in_flight) + binomial_upper(trials, share, z)
     budget = LossBudget(
         prober,
         share,

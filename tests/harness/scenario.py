@@ -265,11 +265,33 @@ class Scenario:
     ) -> list[LossBudget]:
         """Failures bounded by the lost pods' share of each prober's traffic (harness.guarantees)."""
         budgets = []
-        for prober in self.judged(before, probers):
+        judged = self.judged(before, probers)
+        # Probers to the same address share the node's stale NAT entries (harness.guarantees).
+        stale = {
+            prober.target.port: sum(
+                guarantees.stale_nat_entries(p.records(), loss, guarantees.KUBE_PROXY_PROPAGATION_S)
+                for p in judged
+                if p.target.port == prober.target.port
+            )
+            for prober in judged
+        }
+        # The lost pods' share of new connections, from a prober that opens one per request.
+        per_request = [p for p in judged if not isinstance(p.transport, KeepAlivePool)]
+        connection_share = (
+            guarantees.traffic_share(per_request[0].records(), loss.pods, before) if per_request else None
+        )
+        for prober in judged:
             try:
                 budgets.append(
                     guarantees.bounded_loss(
-                        prober.records(), loss, prober.rate_per_s, prober.name, before, max_exposure_s
+                        prober.records(),
+                        loss,
+                        prober.rate_per_s,
+                        prober.name,
+                        before,
+                        max_exposure_s,
+                        stale_entries=stale[prober.target.port],
+                        connection_share=connection_share,
                     )
                 )
             except SLOViolation as violation:

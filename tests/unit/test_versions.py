@@ -77,7 +77,7 @@ def service() -> ModelService:
         2: VersionStatus(2, VersionState.AVAILABLE),
         3: VersionStatus(3, VersionState.END, "INVALID_ARGUMENT", "bad export"),
     }
-    return ModelService(Settings(), registry, None, None, lambda: 0)  # type: ignore[arg-type]
+    return ModelService(Settings(), registry, None, None, lambda: 0, None)  # type: ignore[arg-type]
 
 
 def test_labels_resolve_to_their_versions_and_latest_to_the_newest(service):
