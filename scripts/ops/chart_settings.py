@@ -6,7 +6,7 @@ path under `server.`) and that value's JSON schema. From it this module writes
 - `chart/templates/_settings.tpl`: the env var -> value path table the ConfigMap
   template ranges over (so the ConfigMap has exactly one key per setting; a row may name
   the template that computes a null value, e.g. from the memory limit), and
-- the `server` block of `chart/values.schema.json` (types, bounds, every key required,
+- the `server` block of `chart/values.schema.json` (types, bounds, every non-null key required,
   no other key allowed), each value described by its env var and help text, and the
   same block with nothing required as `canary.server` (merged over `server`).
 
@@ -73,7 +73,9 @@ def server_schema(options: Sequence[Option] = OPTIONS) -> dict[str, Any]:
             "description": f"{option.env}: {option.help}",
             **copy.deepcopy(option.schema),
         }
-        node["required"].append(leaf)
+        # A null value (derived by the chart) is dropped by helm's values coalescing: not required.
+        if "null" not in option.schema.get("type", ()):
+            node["required"].append(leaf)
     return root
 
 
