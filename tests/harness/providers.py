@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,8 @@ class NodeFaults(Protocol):
     def kill_node(self, node: str) -> None: ...
 
     def start_node(self, node: str) -> None: ...
+
+    def stale_nat_entries(self, pod_ips: Sequence[str]) -> int: ...
 
 
 @dataclass(frozen=True)

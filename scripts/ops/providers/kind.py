@@ -349,3 +349,22 @@ class KindProvider:
 
     def start_node(self, node: str) -> None:
         subprocess.run(["docker", "start", node], check=True, capture_output=True)
+
+    def stale_nat_entries(self, pod_ips: Sequence[str]) -> int:
+        """SYN_SENT conntrack entries NATed to these pod IPs on the control-plane node.
+
+        Every NodePort connection from 127.0.0.1 enters the cluster there (kind's port
+        mappings), so that is where a lost pod's unanswered connections leave their entries.
+        """
+        result = subprocess.run(
+            ["docker", "exec", f"{KIND_CLUSTER_NAME}-control-plane", "conntrack", "-L", "-p", "tcp"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wanted = {f"src={ip} " for ip in pod_ips}
+        return sum(
+            1
+            for line in result.stdout.splitlines()
+            if "SYN_SENT" in line and any(needle in line for needle in wanted)
+        )
