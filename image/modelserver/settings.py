@@ -34,7 +34,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8501
     grpc_port: int = 8500
-    grpc_max_message_bytes: int = 8 * 1024 * 1024
+    grpc_max_message_bytes: int = 0
     grpc_max_connection_age_seconds: float = 60.0
     grpc_max_connection_age_grace_seconds: float = 0.0
     model_base_path: Path = Path("/models")
@@ -59,6 +59,11 @@ class Settings:
     inter_op_threads: int = 0
     cpu_request_millicores: int = 0
     fault_injection: bool = False
+
+    @property
+    def grpc_message_limit_bytes(self) -> int:
+        """TFMS_GRPC_MAX_MESSAGE_BYTES, or TFMS_MAX_BODY_BYTES when it is 0 (one bound for both)."""
+        return self.grpc_max_message_bytes or self.max_body_bytes
 
     @property
     def grpc_connection_age_grace_seconds(self) -> float:
@@ -208,12 +213,12 @@ OPTIONS: tuple[Option, ...] = (
         "grpc_max_message_bytes",
         "TFMS_GRPC_MAX_MESSAGE_BYTES",
         "--grpc-max-message-bytes",
-        positive(int),
-        "8388608",
+        non_negative(int),
+        "0",
         "largest gRPC request or response message; a larger request gets RESOURCE_EXHAUSTED from gRPC "
-        "itself, before it is read",
+        "itself, before it is read; 0 = TFMS_MAX_BODY_BYTES, the HTTP body limit",
         "grpc.maxMessageBytes",
-        POSITIVE_INTEGER,
+        INTEGER,
     ),
     Option(
         "grpc_max_connection_age_seconds",
@@ -221,8 +226,8 @@ OPTIONS: tuple[Option, ...] = (
         "--grpc-max-connection-age-seconds",
         non_negative(float),
         "60",
-        "a gRPC connection older than this (+-10 % jitter) gets a GOAWAY, so long-lived clients "
-        "reconnect and a Service spreads them over new pods; 0 = never (gRPC's default)",
+        "a gRPC connection older than this (gRPC adds up to 10 percent jitter) gets a GOAWAY, so "
+        "long-lived clients reconnect and a Service spreads them over new pods; 0 = never (gRPC's default)",
         "grpc.maxConnectionAgeSeconds",
         NUMBER,
     ),
@@ -520,7 +525,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             f"{1 + DECODE_EXPANSION}x TFMS_MAX_BODY_BYTES ({needed}): a body of the largest size "
             "allowed must fit the budget"
         )
-    message_needs = settings.grpc_max_message_bytes * (1 + MESSAGE_DECODE_EXPANSION)
+    message_needs = settings.grpc_message_limit_bytes * (1 + MESSAGE_DECODE_EXPANSION)
     if settings.grpc_port and settings.max_inflight_bytes < message_needs:
         raise SettingsError(
             f"TFMS_MAX_INFLIGHT_BYTES ({settings.max_inflight_bytes}) must be at least "

@@ -11,11 +11,12 @@ Services (each method a `calls.MethodSpec`, run by `calls.Calls`):
   (`ServerState.grpc_pending`).
 
 Connections: TFMS_GRPC_MAX_CONNECTION_AGE_SECONDS makes gRPC send a GOAWAY to a
-connection of that age (gRPC adds +-10 % jitter), so a client's one long-lived channel
+connection of that age (gRPC adds up to 10 % jitter), so a client's one long-lived channel
 reconnects, through a Service's kube-proxy rules, to any ready pod: new pods of a
 rollout or a scale-up get their share. RPCs in flight on it get the grace to finish.
-Messages are bounded both ways by TFMS_GRPC_MAX_MESSAGE_BYTES (gRPC refuses a larger
-request with RESOURCE_EXHAUSTED before the server reads it).
+Messages are bounded both ways by TFMS_GRPC_MAX_MESSAGE_BYTES (by default HTTP's
+TFMS_MAX_BODY_BYTES; gRPC refuses a larger request with RESOURCE_EXHAUSTED before the
+server reads it).
 
 Drain (lifecycle.py): through the drain delay gRPC serves as usual (readiness already
 says NOT_SERVING); then, when HTTP stops accepting, `stop_accepting` closes the
@@ -27,11 +28,13 @@ running then is cancelled and counts as cut off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 # Imported on a thread (module docstring): the one module of the server whose import is TensorFlow's.
 TFSERVING_MODULE = "modelserver.grpc_api.tfserving"
 TFSERVING_SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+T = TypeVar("T")
 
 
 def import_tfserving_services() -> ModuleType:
@@ -63,10 +67,41 @@ def import_tfserving_services() -> ModuleType:
     return importlib.import_module(TFSERVING_MODULE)
 
 
+def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+    """`work()` on a daemon thread, as a future of the running loop.
+
+    Not the loop's default executor: asyncio.run joins its threads on the way out, so a
+    SIGTERM during TensorFlow's import (seconds) would wait for it instead of exiting.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = work()
+        except BaseException as failed:
+            error = failed
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=getattr(work, "__name__", "work"), daemon=True).start()
+    return future
+
+
 def server_options(settings: Settings) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
-        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_receive_message_length", settings.grpc_message_limit_bytes),
+        ("grpc.max_send_message_length", settings.grpc_message_limit_bytes),
         # gRPC sets SO_REUSEPORT by default: a second server on a taken port would share it
         # silently; without it the bind fails and the server does not start.
         ("grpc.so_reuseport", 0),
@@ -143,7 +178,7 @@ class GrpcServer:
         log.info(
             "gRPC on %s (max message %d bytes, max connection age %s)",
             self.address,
-            self.settings.grpc_max_message_bytes,
+            self.settings.grpc_message_limit_bytes,
             f"{self.settings.grpc_max_connection_age_seconds:g}s + "
             f"{self.settings.grpc_connection_age_grace_seconds:g}s grace"
             if self.settings.grpc_max_connection_age_seconds
@@ -151,9 +186,8 @@ class GrpcServer:
         )
 
     async def add_tfserving(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            module = await loop.run_in_executor(None, import_tfserving_services)
+            module = await in_daemon_thread(import_tfserving_services)
         except Exception:
             log.exception("TF Serving's gRPC services cannot be loaded: the server stays unready")
             return
