@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from harness import providers
-from harness.prober import Target
+from harness.prober import Target, prioritise_load
 from harness.release import Release, predict_body
 from harness.scenario import Scenario
 from kubernetes import client, config
@@ -44,6 +44,7 @@ def next_client_address() -> str:
 
 phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 slo_lines = pytest.StashKey[list[str]]()
+load_priority = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,6 +68,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[slo_lines] = []
+    config.stash[load_priority] = prioritise_load()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash.get(load_priority, "")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
