@@ -122,6 +122,7 @@ class PooledRelease:
     release: Release
     values: tuple[Path, ...]
     failed_tests: list[str] = field(default_factory=list)
+    last_used: float = field(default_factory=time.monotonic)
 
 
 class ReleasePool:
@@ -152,6 +153,7 @@ class ReleasePool:
         except TimeoutError:
             self.retire(key)
             return None
+        pooled.last_used = time.monotonic()
         return pooled.release
 
     def new(self, key: str, values: tuple[Path, ...]) -> Release:
@@ -165,13 +167,28 @@ class ReleasePool:
             kubeconfig=self.cluster.kubeconfig,
             api_client=self.kube,
             node_address=self.cluster.node_address,
-            node_port=self.cluster.free_node_port(self.core),
+            node_port=self.node_port(),
             base_values=BASE_VALUES,
             extra_values=self.extra_values,
         )
         release.helm.ensure_namespace()
         self.pooled[key] = PooledRelease(release, values)
         return release
+
+    def node_port(self) -> int:
+        """A free NodePort; when the nine are taken, the least recently used idle release gives its up.
+
+        Pooled releases hold their NodePorts until the session ends, and a run of every suite
+        pools more keys than there are ports: retiring the stalest one (its suite has usually
+        finished) is what keeps a long run from starving.
+        """
+        while True:
+            try:
+                return self.cluster.free_node_port(self.core)
+            except RuntimeError:
+                if not self.pooled:
+                    raise
+                self.retire(min(self.pooled, key=lambda key: self.pooled[key].last_used))
 
     def record_failure(self, release: Release, test: str) -> None:
         for pooled in [*self.pooled.values(), *self.retired]:

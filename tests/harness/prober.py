@@ -56,7 +56,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -409,9 +409,11 @@ class Prober:
         transport: Transport | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
         stop_grace_s: float = STOP_GRACE_S,
+        on_record: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
+        self.on_record = on_record
         self.target = target
         self.rate_per_s = rate_per_s
         self.max_duration_s = max_duration_s
@@ -573,4 +575,7 @@ class Prober:
             if self._sealed:  # stop() already recorded this request as unanswered
                 return
             self._pending.discard(record.seq)
-            self._records.append(dataclasses.replace(record, prober=self.name))
+            stored = dataclasses.replace(record, prober=self.name)
+            self._records.append(stored)
+        if self.on_record is not None:
+            self.on_record(stored)
