@@ -381,6 +381,15 @@ class KeepAlivePool:
             self._drop(slot)
 
 
+def wait_for_records(name: str, finished: Callable[[], int], count: int, timeout_s: float) -> None:
+    """Block until `finished()` reaches `count`, or raise TimeoutError naming the prober."""
+    deadline = time.monotonic() + timeout_s
+    while finished() < count:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{name}: fewer than {count} requests finished within {timeout_s:.0f}s")
+        time.sleep(0.05)
+
+
 @dataclass(frozen=True)
 class Ledger:
     """A prober's account of itself: what it scheduled and what it recorded."""
@@ -508,13 +517,7 @@ class Prober:
 
     def wait_for_requests(self, count: int, timeout_s: float) -> None:
         """Block until `count` requests have finished (a minimum population, as Knative's prober)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self._records) >= count:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name}: fewer than {count} requests finished within {timeout_s:.0f}s")
+        wait_for_records(self.name, lambda: len(self._records), count, timeout_s)
 
     def _schedule(self) -> None:
         origin = time.monotonic()

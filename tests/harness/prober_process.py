@@ -22,7 +22,6 @@ import contextlib
 import multiprocessing
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,6 +35,7 @@ from harness.prober import (
     Prober,
     RequestRecord,
     Target,
+    wait_for_records,
 )
 
 # spawn, not fork: the test process has threads (watches, log followers), and a forked
@@ -188,13 +188,7 @@ class ProcessProber:
         )
 
     def wait_for_requests(self, count: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self._records) >= count:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.name}: fewer than {count} requests finished within {timeout_s:.0f}s")
+        wait_for_records(self.name, lambda: len(self._records), count, timeout_s)
 
     def _read(self) -> None:
         while True:
