@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ops import docker, image, image_check
+from ops import docker, image, image_base, image_check
 
 from bench import procs
 from bench.models import Model
@@ -79,7 +79,7 @@ def container_skip_reason() -> str | None:
     """None when the image can be run, else why the container phase is skipped."""
     try:
         docker.ensure_daemon()
-        if not image.image_exists(IMAGE):
+        if not image_base.image_exists(IMAGE):
             return f"image {IMAGE} not found (build it with `make image`)"
     except (OSError, subprocess.SubprocessError, SystemExit) as error:
         return f"docker unavailable: {error}"

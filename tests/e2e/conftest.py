@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from harness import providers
-from harness.prober import Target
+from harness.prober import Target, prioritise_load
 from harness.release import Release, predict_body
 from harness.scenario import Scenario
 from kubernetes import client, config
@@ -44,6 +44,7 @@ def next_client_address() -> str:
 
 phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 slo_lines = pytest.StashKey[list[str]]()
+load_priority = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,6 +68,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[slo_lines] = []
+    config.stash[load_priority] = prioritise_load()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash.get(load_priority, "")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -116,6 +122,7 @@ class PooledRelease:
     release: Release
     values: tuple[Path, ...]
     failed_tests: list[str] = field(default_factory=list)
+    last_used: float = field(default_factory=time.monotonic)
 
 
 class ReleasePool:
@@ -146,6 +153,7 @@ class ReleasePool:
         except TimeoutError:
             self.retire(key)
             return None
+        pooled.last_used = time.monotonic()
         return pooled.release
 
     def new(self, key: str, values: tuple[Path, ...]) -> Release:
@@ -159,13 +167,28 @@ class ReleasePool:
             kubeconfig=self.cluster.kubeconfig,
             api_client=self.kube,
             node_address=self.cluster.node_address,
-            node_port=self.cluster.free_node_port(self.core),
+            node_port=self.node_port(),
             base_values=BASE_VALUES,
             extra_values=self.extra_values,
         )
         release.helm.ensure_namespace()
         self.pooled[key] = PooledRelease(release, values)
         return release
+
+    def node_port(self) -> int:
+        """A free NodePort; when the nine are taken, the least recently used idle release gives its up.
+
+        Pooled releases hold their NodePorts until the session ends, and a run of every suite
+        pools more keys than there are ports: retiring the stalest one (its suite has usually
+        finished) is what keeps a long run from starving.
+        """
+        while True:
+            try:
+                return self.cluster.free_node_port(self.core)
+            except RuntimeError:
+                if not self.pooled:
+                    raise
+                self.retire(min(self.pooled, key=lambda key: self.pooled[key].last_used))
 
     def record_failure(self, release: Release, test: str) -> None:
         for pooled in [*self.pooled.values(), *self.retired]:

@@ -29,7 +29,7 @@ import math
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pytest
 from harness import providers
@@ -260,12 +260,39 @@ def test_drain_of_a_worker_honours_the_pdb_and_drops_nothing(deploy, workers):
 # -- 3. node loss -------------------------------------------------------------------------
 
 
-def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, workers, cluster):
-    if cluster.node_faults is None:
+def all_nodes_ready(core: client.CoreV1Api) -> bool:
+    return all(
+        any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        for node in core.list_node().items
+    )
+
+
+@pytest.fixture
+def node_faults(cluster: providers.Cluster, kube) -> Iterator[providers.NodeFaults]:
+    """The provider's node faults; whatever the test did, every node runs and is Ready afterwards.
+
+    A failed node-loss test must not leave the next tests a cluster with a node missing:
+    each node is started (`docker start` of a running container changes nothing) and
+    waited for, bounded, before the next test begins.
+    """
+    faults = cluster.node_faults
+    if faults is None:
         pytest.fail(
             f"the {cluster.provider} provider cannot kill a node from here (kind's nodes are containers)",
             pytrace=False,
         )
+    yield faults
+    core = client.CoreV1Api(kube)
+    for node in core.list_node().items:
+        faults.start_node(node.metadata.name)
+    deadline = time.monotonic() + NODE_READY_BOUND_S
+    while not all_nodes_ready(core):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not every node was Ready {NODE_READY_BOUND_S}s after being started again")
+        time.sleep(2)
+
+
+def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, workers, node_faults):
     s = start(deploy)
     core = client.CoreV1Api(s.release.api_client)
     placement = spread_over_nodes(s)
@@ -275,7 +302,7 @@ def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, 
     before = s.window("before the node loss", s.load_started_at, time.time())
 
     lost_at = s.mark(f"kill node {victim} (docker kill; {len(lost)} replicas: {', '.join(sorted(lost))})")
-    cluster.node_faults.kill_node(victim)
+    node_faults.kill_node(victim)
     s.wait_until(
         f"the Service stops routing to {sorted(lost)}",
         lambda: not (set(lost) & ready_endpoints(s)),
@@ -303,7 +330,7 @@ def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, 
     replaced_at = s.mark(f"{REPLICAS} replicas Ready on the surviving nodes")
 
     started_at = s.mark(f"start node {victim} again (docker start)")
-    cluster.node_faults.start_node(victim)
+    node_faults.start_node(victim)
     s.wait_until(f"{victim} is Ready again", lambda: victim in schedulable_nodes(core), NODE_READY_BOUND_S, 2)
     rejoined_at = s.mark(f"{victim} Ready again")
     # Until the lost pods' stale NAT entries expire, a new connection may still collide with one
@@ -312,7 +339,7 @@ def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, 
     lost_ips = {e.detail["ip"] for e in s.events("pod") if e.name in lost and e.detail.get("ip")}
     s.wait_until(
         f"no stale NAT entry to {sorted(lost_ips)} is left on the control-plane node",
-        lambda: cluster.node_faults.stale_nat_entries(sorted(lost_ips)) == 0,
+        lambda: node_faults.stale_nat_entries(sorted(lost_ips)) == 0,
         STALE_NAT_WAIT_S,
         poll_s=5,
     )

@@ -24,7 +24,8 @@ from harness import guarantees, report, slo
 from harness.cluster_events import ClusterEvent, ClusterRecorder, format_timeline, warning_events
 from harness.guarantees import KUBE_PROXY_PROPAGATION_S, Loss, LossBudget, SLOViolation, Window
 from harness.pod_logs import PodLogCollector, tail
-from harness.prober import KeepAlivePool, NewConnections, Prober, RequestRecord, Target, Transport
+from harness.prober import RequestRecord, Target
+from harness.prober_process import ProcessProber
 from harness.release import Release
 
 LOG_LINES_IN_FAILURE = 25
@@ -55,7 +56,7 @@ class Scenario:
         self.recorder = ClusterRecorder(api_client, self.namespace)
         self.pod_logs = PodLogCollector(api_client, self.namespace)
         self.record = report.TestRecord(test=test_id, started_at=time.time())
-        self.probers: list[Prober] = []
+        self.probers: list[ProcessProber] = []
         self.slo_facts: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -108,28 +109,27 @@ class Scenario:
         target: Target | None = None,
         timeout_s: float = 10,
         keep_alive: int = 0,
-    ) -> Prober:
+    ) -> ProcessProber:
         """Start an open-loop prober through the Service; it stops at the end of the test at the latest.
 
         `keep_alive=n` sends over a pool of n persistent connections instead of a new
         connection per request (harness.prober). Every prober of this test sends from
         the test's own loopback address.
         """
-        transport: Transport = KeepAlivePool(keep_alive) if keep_alive else NewConnections()
-        prober = Prober(
+        prober = ProcessProber(
             dataclasses.replace(target or self._target_factory(), source_address=self.client_address),
             rate_per_s=rate_per_s,
             max_duration_s=max_duration_s,
             timeout_s=timeout_s,
             name=name,
-            transport=transport,
+            keep_alive=keep_alive,
         )
         self.probers.append(prober.start())
         return prober
 
     def steady_load(
         self, rate_per_s: float, settle_s: float, keep_alive: int = KEEP_ALIVE_CONNECTIONS
-    ) -> list[Prober]:
+    ) -> list[ProcessProber]:
         """The suites' load: a new-connection prober and, beside it, a keep-alive one at the same rate.
 
         Returns once both have answers and `settle_s` has passed (a steady window to compare with).
@@ -209,7 +209,7 @@ class Scenario:
     def window(self, label: str, start: float, end: float) -> Window:
         return Window(label, start, end)
 
-    def judged(self, window: Window | None, probers: Sequence[Prober] | None) -> list[Prober]:
+    def judged(self, window: Window | None, probers: Sequence[ProcessProber] | None) -> list[ProcessProber]:
         """The probers to judge, each stopped, sound, and (for a window) running through all of it."""
         chosen = list(probers) if probers is not None else list(self.probers)
         self.expect(bool(chosen), "no prober ran: there is no record to judge")
@@ -231,13 +231,13 @@ class Scenario:
         return chosen
 
     def expect_populated(
-        self, window: Window, probers: Sequence[Prober] | None = None
+        self, window: Window, probers: Sequence[ProcessProber] | None = None
     ) -> dict[str, list[RequestRecord]]:
         """Each prober's requests in the window, failing when a prober sent too few there."""
         return self._per_prober(guarantees.populated, window, probers)
 
     def expect_no_failures(
-        self, window: Window, probers: Sequence[Prober] | None = None
+        self, window: Window, probers: Sequence[ProcessProber] | None = None
     ) -> dict[str, list[RequestRecord]]:
         """0 failed requests in the window, for every prober (default: all of this test's)."""
         return self._per_prober(guarantees.no_failures, window, probers)
@@ -246,7 +246,7 @@ class Scenario:
         self,
         check: Callable[[Sequence[RequestRecord], Window, float, str], list[RequestRecord]],
         window: Window,
-        probers: Sequence[Prober] | None,
+        probers: Sequence[ProcessProber] | None,
     ) -> dict[str, list[RequestRecord]]:
         inside = {}
         for prober in self.judged(window, probers):
@@ -261,7 +261,7 @@ class Scenario:
         loss: Loss,
         before: Window,
         max_exposure_s: float,
-        probers: Sequence[Prober] | None = None,
+        probers: Sequence[ProcessProber] | None = None,
     ) -> list[LossBudget]:
         """Failures bounded by the lost pods' share of each prober's traffic (harness.guarantees)."""
         budgets = []
@@ -276,7 +276,7 @@ class Scenario:
             for prober in judged
         }
         # The lost pods' share of new connections, from a prober that opens one per request.
-        per_request = [p for p in judged if not isinstance(p.transport, KeepAlivePool)]
+        per_request = [p for p in judged if not p.keep_alive]
         connection_share = (
             guarantees.traffic_share(per_request[0].records(), loss.pods, before) if per_request else None
         )
@@ -325,7 +325,7 @@ class Scenario:
         return "\n".join(sections)
 
 
-def prober_facts(prober: Prober) -> dict[str, Any]:
+def prober_facts(prober: ProcessProber) -> dict[str, Any]:
     """What the report keeps about a prober besides its requests."""
     ledger = prober.ledger()
     lags = [r.sent_at - r.scheduled_at for r in ledger.records]
@@ -345,7 +345,7 @@ def prober_facts(prober: Prober) -> dict[str, Any]:
     }
 
 
-def prober_summary(prober: Prober) -> str:
+def prober_summary(prober: ProcessProber) -> str:
     facts = prober_facts(prober)
     text = f"{prober.name} {facts['recorded']}/{facts['scheduled']} recorded, {facts['failed']} failed"
     if "connections_opened" in facts:
