@@ -110,6 +110,11 @@ spec:
             - name: http
               containerPort: {{ .Values.server.port }}
               protocol: TCP
+            {{- if .Values.server.grpcPort }}
+            - name: grpc
+              containerPort: {{ .Values.server.grpcPort }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "tf-model-server.workloadName" . }}
@@ -136,7 +141,7 @@ spec:
           livenessProbe:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- with .Values.readinessProbe }}
+          {{- with include "tf-model-server.readinessProbe" . | fromYaml }}
           readinessProbe:
             {{- toYaml . | nindent 12 }}
           {{- end }}

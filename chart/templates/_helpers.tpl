@@ -257,3 +257,18 @@ limit, the server's own defaults (256 MiB, 512).
 {{- else }}512{{ end }}
 {{- end }}
 
+
+{{/*
+The readiness probe: `readinessProbe` as given, or with `grpcReadinessProbe` its handler
+replaced by the kubelet's native gRPC probe (grpc.health.v1 Check with service "", which
+the server answers SERVING exactly when HTTP readiness is 200). The gRPC probe takes a
+port number only (no named ports), hence server.grpcPort here.
+*/}}
+{{- define "tf-model-server.readinessProbe" -}}
+{{- $probe := deepCopy (.Values.readinessProbe | default dict) }}
+{{- if .Values.grpcReadinessProbe }}
+{{- $probe = omit $probe "httpGet" "tcpSocket" "exec" "grpc" }}
+{{- $_ := set $probe "grpc" (dict "port" (int .Values.server.grpcPort)) }}
+{{- end }}
+{{- if $probe }}{{ toYaml $probe }}{{ end }}
+{{- end }}

@@ -7,6 +7,10 @@ takes from the pod's own spec (the downward API) are in the Deployment, not here
 {{- define "tf-model-server.settingValues" -}}
 TFMS_HOST: {value: host}
 TFMS_PORT: {value: port}
+TFMS_GRPC_PORT: {value: grpcPort}
+TFMS_GRPC_MAX_MESSAGE_BYTES: {value: grpc.maxMessageBytes}
+TFMS_GRPC_MAX_CONNECTION_AGE_SECONDS: {value: grpc.maxConnectionAgeSeconds}
+TFMS_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: {value: grpc.maxConnectionAgeGraceSeconds}
 TFMS_MODEL_BASE_PATH: {value: modelBasePath}
 TFMS_MODEL_NAME: {value: modelName}
 TFMS_MODEL_VERSION: {value: modelVersion}

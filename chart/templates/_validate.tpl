@@ -11,6 +11,7 @@ bodies only render. Each rule fails with the values it names and what to do.
 {{- include "tf-model-server.validate.autoscaling" . }}
 {{- include "tf-model-server.validate.ephemeralStorage" . }}
 {{- include "tf-model-server.validate.inflightBudget" . }}
+{{- include "tf-model-server.validate.grpc" . }}
 {{- end }}
 
 {{- define "tf-model-server.validate.modelSource" -}}
@@ -85,5 +86,26 @@ decoding), or such a body could never be served; the server refuses to start oth
 {{- $needed := mul (int64 .Values.server.limits.maxBodyBytes) 17 }}
 {{- if lt $budget $needed }}
 {{- fail (printf "server.limits.maxInflightBytes (%d, derived from resources.limits.memory when unset) must be at least 17x server.limits.maxBodyBytes (%d): raise the memory limit, lower maxBodyBytes, or set maxInflightBytes" $budget $needed) }}
+{{- end }}
+{{- end }}
+
+{{/*
+gRPC: the in-flight budget must hold one message of the largest size (its bytes plus 2x
+for parsing, modelserver.settings.MESSAGE_DECODE_EXPANSION; the server refuses to start
+otherwise), and the gRPC readiness probe needs the gRPC port.
+*/}}
+{{- define "tf-model-server.validate.grpc" -}}
+{{- if .Values.server.grpcPort }}
+{{- $budget := include "tf-model-server.maxInflightBytes" . | int64 }}
+{{- $message := int64 .Values.server.grpc.maxMessageBytes | default (int64 .Values.server.limits.maxBodyBytes) }}
+{{- $needed := mul $message 3 }}
+{{- if lt $budget $needed }}
+{{- fail (printf "server.limits.maxInflightBytes (%d, derived from resources.limits.memory when unset) must be at least 3x server.grpc.maxMessageBytes (%d): raise the memory limit, lower maxMessageBytes, or set maxInflightBytes" $budget $needed) }}
+{{- end }}
+{{- if eq (int .Values.server.grpcPort) (int .Values.server.port) }}
+{{- fail (printf "server.grpcPort and server.port are both %d: the server needs a port for each" (int .Values.server.port)) }}
+{{- end }}
+{{- else if .Values.grpcReadinessProbe }}
+{{- fail "grpcReadinessProbe needs the gRPC port: set server.grpcPort (0 turns gRPC off)" }}
 {{- end }}
 {{- end }}

@@ -8,6 +8,10 @@ refused at once, before its body is read or decoded; a chunked or compressed bod
 grows its ticket as it streams in and inflates, and is refused the moment it would
 exceed the budget. Tickets are released when the response has been sent.
 
+A gRPC request (grpc_api) is admitted the same way: its message arrives whole (bounded by
+TFMS_GRPC_MAX_MESSAGE_BYTES), and its ticket reserves its bytes plus
+MESSAGE_DECODE_EXPANSION times them before it is parsed.
+
 A refusal keeps the connection open: uvicorn drops the unread rest of a body whose
 response is complete as it arrives (never buffering it), so the client reads its 429
 and may retry on the same connection, instead of an upload cut off by a reset.
@@ -18,7 +22,7 @@ All of it runs on the event loop: plain integers, no locks.
 from __future__ import annotations
 
 from modelserver import errors
-from modelserver.settings import DECODE_EXPANSION
+from modelserver.settings import DECODE_EXPANSION, MESSAGE_DECODE_EXPANSION
 
 
 class Ticket:
@@ -31,6 +35,10 @@ class Ticket:
     def reserve_body(self, raw: int, decoded: int) -> None:
         """Grow the reservation to cover `raw` body bytes that decode from `decoded` bytes of JSON."""
         self.reserve(raw + decoded * DECODE_EXPANSION)
+
+    def reserve_message(self, size: int) -> None:
+        """Reserve for a gRPC request message of `size` bytes, before it is parsed."""
+        self.reserve(size * (1 + MESSAGE_DECODE_EXPANSION))
 
     def reserve(self, total: int) -> None:
         extra = total - self.held

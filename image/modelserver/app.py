@@ -1,5 +1,9 @@
 """The ASGI application: every part of the server wired together explicitly, in one place.
 
+HTTP requests come in through ASGI (below); gRPC calls through grpc_api, on the same event
+loop, started at the lifespan's startup and sharing the model service, batcher,
+admission, request timeout and metrics built here.
+
 Per request: route -> (POST) admission (429 when the server holds too many requests or
 bytes) -> bounded, decompressed body read -> handler under the request timeout -> JSON
 response with X-Model-Version / X-Served-By -> metrics. Errors in two layers: the ones
@@ -21,6 +25,8 @@ from modelserver import errors
 from modelserver.admission import Admission, Ticket
 from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
 from modelserver.deadlines import RequestDeadlines
+from modelserver.grpc_api.calls import Calls
+from modelserver.grpc_api.server import GrpcServer
 from modelserver.health import Faults, Health, ServerState
 from modelserver.inference import ModelService
 from modelserver.metrics import UNKNOWN_MODEL, Metrics
@@ -94,11 +100,26 @@ class ModelServerApp:
             self.loader_executor,
             self.learn_prediction_paths,
         )
-        self.served_by = (b"x-served-by", (instance_name or served_by()).encode())
+        self.instance_name = instance_name or served_by()
+        self.served_by = (b"x-served-by", self.instance_name.encode())
         self.loader: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.cancelled_requests = 0
         self.deadlines = RequestDeadlines(settings.request_timeout_seconds)
+        self.grpc = self.grpc_server() if settings.grpc_port else None
+        self.state.grpc_pending = self.grpc is not None
+
+    def grpc_server(self) -> GrpcServer:
+        """The gRPC port, under the same admission, timeout, metrics and in-flight count as HTTP."""
+        calls = Calls(
+            self.admission,
+            self.deadlines,
+            self.metrics,
+            self,
+            self.instance_name,
+            self.settings.request_timeout_seconds,
+        )
+        return GrpcServer(self.settings, calls, self.service, self.health)
 
     def learn_prediction_paths(self, names: Iterable[str]) -> None:
         self.router.learn(path for name in names for path in prediction_paths(name))
@@ -140,6 +161,12 @@ class ModelServerApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
+                try:
+                    if self.grpc is not None:
+                        await self.grpc.start()
+                except RuntimeError as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
                 self.loader = loop.create_task(self.versions.run(), name="versions")
                 self.watcher = loop.create_task(self.health.watch_forever(), name="inference-watch")
                 await send({"type": "lifespan.startup.complete"})
@@ -153,6 +180,8 @@ class ModelServerApp:
             self.loader.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
+        if self.grpc is not None:
+            await self.grpc.close()  # the calls in flight finish first: they are in the batch queues
         await self.service.close(self.state.close_budget_seconds(self.settings.drain_timeout_seconds))
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.loader_executor.shutdown(wait=False, cancel_futures=True)

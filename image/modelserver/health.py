@@ -33,6 +33,8 @@ EXIT_MARGIN_SECONDS = 1.0
 class ServerState:
     draining: bool = False
     liveness_fault: bool = False
+    # True while the gRPC port is not serving every service yet (grpc_api.server): not ready.
+    grpc_pending: bool = False
     drain_started: float | None = None  # time.monotonic() of the SIGTERM / SIGINT
 
     def close_budget_seconds(self, drain_timeout_seconds: float) -> float:
@@ -63,25 +65,41 @@ class Health:
         )
 
     def is_ready(self) -> bool:
-        return not self.state.draining and self.registry.all_ready() and self.watch.hung_call() is None
+        state = self.state
+        return (
+            not state.draining
+            and not state.grpc_pending
+            and self.registry.all_ready()
+            and self.watch.hung_call() is None
+        )
 
-    async def live(self, params: Params, body: bytes, headers: Headers) -> Response:
+    def not_live_reason(self) -> str | None:
+        """Why liveness fails, or None while the process serves (both transports ask this)."""
         if self.state.liveness_fault:
-            return Response(dumps({"live": False, "reason": "fault injected"}), status=503)
+            return "fault injected"
+        return self.hang_reason()
+
+    def not_ready_reason(self) -> str:
+        """Why readiness fails (only asked when `is_ready` is false)."""
+        if self.state.draining:
+            return "draining"
         hang = self.hang_reason()
         if hang is not None:
-            return Response(dumps({"live": False, "reason": hang}), status=503)
+            return hang
+        if not self.registry.all_ready():
+            return "models not loaded" if self.registry.names else "no models"
+        return "gRPC services still starting"
+
+    async def live(self, params: Params, body: bytes, headers: Headers) -> Response:
+        reason = self.not_live_reason()
+        if reason is not None:
+            return Response(dumps({"live": False, "reason": reason}), status=503)
         return Response(dumps({"live": True}))
 
     async def ready(self, params: Params, body: bytes, headers: Headers) -> Response:
         if self.is_ready():
             return Response(dumps({"ready": True}))
-        reason = (
-            "draining"
-            if self.state.draining
-            else self.hang_reason() or ("models not loaded" if self.registry.names else "no models")
-        )
-        return Response(dumps({"ready": False, "reason": reason}), status=503)
+        return Response(dumps({"ready": False, "reason": self.not_ready_reason()}), status=503)
 
     async def watch_forever(self) -> None:
         """Read the watch periodically, so a hung call is logged (with its stack) even unprobed."""

@@ -2,8 +2,9 @@
 
 On SIGTERM: readiness answers 503 at once (so Kubernetes takes the pod out of the
 Service), requests keep being served for TFMS_DRAIN_DELAY_SECONDS (endpoint removal
-takes a moment to reach every node), then the listener closes, idle keep-alive
-connections close, in-flight requests and the batch queue finish, and the process exits
+takes a moment to reach every node), then the listeners close (HTTP and gRPC), idle
+keep-alive connections close, every gRPC connection gets a GOAWAY (clients reconnect
+elsewhere), in-flight requests and calls and the batch queue finish, and the process exits
 0, all before TFMS_DRAIN_TIMEOUT_SECONDS (the batch queues get what is left of it less a
 second; whatever they still hold then is answered 503). SIGINT (Ctrl-C) skips the delay.
 
@@ -79,6 +80,9 @@ class DrainingServer(uvicorn.Server):
     def stop_accepting(self) -> None:
         log.info("drain delay over: closing the listener and idle connections, finishing in-flight requests")
         self.should_exit = True
+        if self.app.grpc is not None:
+            grace = self.app.state.close_budget_seconds(self.settings.drain_timeout_seconds)
+            self.app.grpc.stop_accepting(grace)
 
     def deadline_exceeded(self) -> None:
         log.error("drain did not finish within %.1fs: exiting now", self.settings.drain_timeout_seconds)
@@ -117,6 +121,9 @@ def run(settings: Settings, make_app: Callable[[Settings], ModelServerApp] = Mod
     app = make_app(settings)
     server = DrainingServer(uvicorn_config(app, settings), app, settings)
     server.run()
+    if not server.started:
+        log.error("the server did not start (see above)")
+        return 3
     if app.cancelled_requests:
         log.error("%d request(s) were cut off by the drain timeout", app.cancelled_requests)
         return 1

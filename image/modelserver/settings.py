@@ -22,6 +22,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 # times its (decompressed) size: JSON numbers decoded into Python objects and then arrays
 # peak at about 16x the text they came from (measured: 8 MiB of float rows -> 129 MiB).
 DECODE_EXPANSION = 16
+# A gRPC message is counted against the same budget as its bytes plus this many times them:
+# the parsed message holds about its own size again, and the arrays made from it once more.
+MESSAGE_DECODE_EXPANSION = 2
 # TFMS_HUNG_INFERENCE_SECONDS=0: a call is hung after this many request timeouts.
 HUNG_INFERENCE_TIMEOUTS = 4
 
@@ -30,6 +33,10 @@ HUNG_INFERENCE_TIMEOUTS = 4
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8501
+    grpc_port: int = 8500
+    grpc_max_message_bytes: int = 0
+    grpc_max_connection_age_seconds: float = 60.0
+    grpc_max_connection_age_grace_seconds: float = 0.0
     model_base_path: Path = Path("/models")
     model_names: tuple[str, ...] = ("anomaly",)
     model_version: int | None = None
@@ -52,6 +59,16 @@ class Settings:
     inter_op_threads: int = 0
     cpu_request_millicores: int = 0
     fault_injection: bool = False
+
+    @property
+    def grpc_message_limit_bytes(self) -> int:
+        """TFMS_GRPC_MAX_MESSAGE_BYTES, or TFMS_MAX_BODY_BYTES when it is 0 (one bound for both)."""
+        return self.grpc_max_message_bytes or self.max_body_bytes
+
+    @property
+    def grpc_connection_age_grace_seconds(self) -> float:
+        """TFMS_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS, or the request timeout when it is 0."""
+        return self.grpc_max_connection_age_grace_seconds or self.request_timeout_seconds
 
     @property
     def hung_inference_limit_seconds(self) -> float:
@@ -120,6 +137,13 @@ def parse_port(text: str) -> int:
     return port
 
 
+def parse_optional_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port < 65536:
+        raise ValueError(f"a TCP port is 1..65535 (0 = off), got {text!r}")
+    return port
+
+
 def parse_log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -173,6 +197,50 @@ OPTIONS: tuple[Option, ...] = (
         "HTTP port for both APIs, health and /metrics",
         "port",
         {"type": "integer", "minimum": 1, "maximum": 65535},
+    ),
+    Option(
+        "grpc_port",
+        "TFMS_GRPC_PORT",
+        "--grpc-port",
+        parse_optional_port,
+        "8500",
+        "gRPC port (TF Serving's PredictionService and ModelService, the Open Inference Protocol's "
+        "GRPCInferenceService, grpc.health.v1), in the same process as HTTP; 0 = no gRPC",
+        "grpcPort",
+        {"type": "integer", "minimum": 0, "maximum": 65535},
+    ),
+    Option(
+        "grpc_max_message_bytes",
+        "TFMS_GRPC_MAX_MESSAGE_BYTES",
+        "--grpc-max-message-bytes",
+        non_negative(int),
+        "0",
+        "largest gRPC request or response message; a larger request gets RESOURCE_EXHAUSTED from gRPC "
+        "itself, before it is read; 0 = TFMS_MAX_BODY_BYTES, the HTTP body limit",
+        "grpc.maxMessageBytes",
+        INTEGER,
+    ),
+    Option(
+        "grpc_max_connection_age_seconds",
+        "TFMS_GRPC_MAX_CONNECTION_AGE_SECONDS",
+        "--grpc-max-connection-age-seconds",
+        non_negative(float),
+        "60",
+        "a gRPC connection older than this (gRPC adds up to 10 percent jitter) gets a GOAWAY, so "
+        "long-lived clients reconnect and a Service spreads them over new pods; 0 = never (gRPC's default)",
+        "grpc.maxConnectionAgeSeconds",
+        NUMBER,
+    ),
+    Option(
+        "grpc_max_connection_age_grace_seconds",
+        "TFMS_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+        "--grpc-max-connection-age-grace-seconds",
+        non_negative(float),
+        "0",
+        "RPCs in flight on a connection past its max age get this long to finish before it closes; "
+        "0 = the request timeout (TFMS_REQUEST_TIMEOUT_SECONDS), so no RPC the server would answer is cut",
+        "grpc.maxConnectionAgeGraceSeconds",
+        NUMBER,
     ),
     Option(
         "model_base_path",
@@ -411,8 +479,9 @@ OPTIONS: tuple[Option, ...] = (
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modelserver",
-        description="TensorFlow SavedModel server: TF Serving REST API and Open Inference Protocol (V2) "
-        "on one port. Each flag has an environment variable; a flag wins over the environment.",
+        description="TensorFlow SavedModel server: TF Serving's REST and gRPC APIs and the Open Inference "
+        "Protocol (V2) over REST and gRPC, one port for each transport. Each flag has an environment "
+        "variable; a flag wins over the environment.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for option in OPTIONS:
@@ -456,6 +525,15 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             f"{1 + DECODE_EXPANSION}x TFMS_MAX_BODY_BYTES ({needed}): a body of the largest size "
             "allowed must fit the budget"
         )
+    message_needs = settings.grpc_message_limit_bytes * (1 + MESSAGE_DECODE_EXPANSION)
+    if settings.grpc_port and settings.max_inflight_bytes < message_needs:
+        raise SettingsError(
+            f"TFMS_MAX_INFLIGHT_BYTES ({settings.max_inflight_bytes}) must be at least "
+            f"{1 + MESSAGE_DECODE_EXPANSION}x TFMS_GRPC_MAX_MESSAGE_BYTES ({message_needs}): a message of "
+            "the largest size allowed must fit the budget"
+        )
+    if settings.grpc_port and settings.grpc_port == settings.port:
+        raise SettingsError(f"TFMS_GRPC_PORT and TFMS_PORT are both {settings.port}: they need a port each")
     if settings.hung_inference_limit_seconds <= settings.request_timeout_seconds:
         raise SettingsError(
             f"TFMS_HUNG_INFERENCE_SECONDS ({settings.hung_inference_seconds:g}) must be more than "

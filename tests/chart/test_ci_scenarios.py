@@ -53,6 +53,7 @@ def test_scenarios_exercise_what_their_names_say():
     by_name = {path.name: template(files=[path]) for path in CI_VALUES}
     assert by_name["autoscaling-values.yaml"].has("HorizontalPodAutoscaler")
     assert by_name["pdb-values.yaml"].has("PodDisruptionBudget")
+    assert by_name["pdb-values.yaml"].server_container["readinessProbe"]["grpc"] == {"port": 8500}
     assert by_name["ingress-networkpolicy-values.yaml"].has("Ingress")
     assert by_name["ingress-networkpolicy-values.yaml"].has("NetworkPolicy")
     assert by_name["pvc-model-values.yaml"].config["TFMS_MODEL_BASE_PATH"] == "/models"

@@ -48,7 +48,8 @@ def test_probes_are_tunable():
 
 def test_container_port_is_named_http_and_follows_server_port():
     assert template().server_container["ports"] == [
-        {"name": "http", "containerPort": 8501, "protocol": "TCP"}
+        {"name": "http", "containerPort": 8501, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8500, "protocol": "TCP"},
     ]
     rendered = template({"server": {"port": 9000}})
     assert rendered.server_container["ports"][0]["containerPort"] == 9000
@@ -214,7 +215,8 @@ def test_existing_service_account_is_used_without_creating_one():
 )
 def test_service_type_port_and_node_port(service, expected):
     spec = template({"service": service}).one("Service")["spec"]
-    (port,) = spec["ports"]
+    port, grpc = spec["ports"]  # the grpc port: tests/chart/test_grpc.py
+    assert grpc["name"] == "grpc"
     assert spec["type"] == expected["type"]
     assert port["name"] == "http"
     assert port["targetPort"] == "http"

@@ -62,3 +62,14 @@ def test_service_monitor_without_the_operator_is_explained():
 def test_fault_injection_warns():
     assert "WARNING: server.faultInjection is on" in notes({"server": {"faultInjection": True}})
     assert "WARNING" not in notes()
+
+
+def test_the_notes_grpc_target_is_the_services_grpc_port():
+    assert "export GRPC_TARGET=demo-tf-model-server.models.svc.cluster.local:8500" in notes()
+    node_port = notes({"service": {"type": "NodePort", "grpcNodePort": 30850}})
+    assert "export GRPC_TARGET=$NODE_IP:30850" in node_port
+    assert "GRPC_TARGET" not in notes({"server": {"grpcPort": 0}})
+    load_balancer = notes({"service": {"type": "LoadBalancer", "grpcPort": 443}})
+    assert "export GRPC_TARGET=$SERVICE_IP:443" in load_balancer
+    looked_up = notes({"service": {"type": "NodePort"}})
+    assert """jsonpath='{.spec.ports[?(@.name=="grpc")].nodePort}'""" in looked_up

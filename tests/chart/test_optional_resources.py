@@ -209,7 +209,9 @@ def test_network_policy_open_ingress_to_http_and_dns_egress():
     policy = template({"networkPolicy": {"enabled": True}}).one("NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": SELECTOR}
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]}
+    ]
     assert policy["egress"] == [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]
 
 
@@ -226,7 +228,7 @@ def test_network_policy_restricted_admits_the_helm_test_pod_and_listed_peers():
 def test_network_policy_admits_prometheus_when_monitoring_is_on():
     values = {"networkPolicy": {"enabled": True, "allowExternal": False}, "serviceMonitor": {"enabled": True}}
     (rule,) = template(values).one("NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]  # /metrics is on the http port
+    assert {"port": "http", "protocol": "TCP"} in rule["ports"]  # /metrics is on the http port
     assert rule["from"][1:] == [
         {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
     ]

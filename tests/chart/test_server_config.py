@@ -59,7 +59,8 @@ def sample(option: Option) -> Any:
         return not default
     if kind == "integer":
         start = default if isinstance(default, int) else schema.get("minimum", 0)
-        return start + 1 if start + 1 <= schema.get("maximum", start + 1) else start - 1
+        # +2, not +1: the gRPC port's default (8500) plus one is the HTTP port's, which the chart refuses.
+        return start + 2 if start + 2 <= schema.get("maximum", start + 2) else start - 1
     if kind == "number":
         return default + 0.5
     return f"{default}x"

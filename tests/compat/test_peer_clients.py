@@ -1,6 +1,9 @@
 """The Open Inference Protocol (and KServe's V1) as Triton's and KServe's own clients speak it.
 
-tritonclient[http] 2.73.0 and kserve 0.21.0 run in their own venv (compat/clients/); each
+Over HTTP and over gRPC (GRPCInferenceService: ServerLive, ServerReady, ModelReady,
+ServerMetadata, ModelMetadata, ModelInfer with raw_input_contents/raw_output_contents from
+tritonclient.grpc and typed contents from KServe's InferenceGRPCClient).
+tritonclient[http,grpc] 2.73.0 and kserve 0.21.0 run in their own venv (compat/clients/); each
 test runs one scenario of compat/clients/drive.py against the real server and asserts
 on what the client got back. The expected values come from the server's TF Serving JSON
 API on the same model (a different code path) or from the model's arithmetic.
@@ -31,8 +34,9 @@ def clients_python() -> Path:
 
 
 def drive(python: Path, server: ServerProcess, scenario: str, argument: str = "") -> dict:
+    address = server.grpc_target if "-grpc" in scenario else server.url
     result = subprocess.run(
-        [str(python), str(CLIENTS_DIR / "drive.py"), scenario, server.url, argument],
+        [str(python), str(CLIENTS_DIR / "drive.py"), scenario, address, argument],
         capture_output=True,
         text=True,
         timeout=120,
@@ -104,7 +108,8 @@ def test_triton_bytes_tensors_are_length_prefixed_both_ways(clients_python, comp
     assert [base64.b64decode(v) for v in result["echo_bytes"]] == [b"hello", b"", b"\xff\x00binary"]
 
 
-def test_triton_serialized_examples_to_a_named_signature(clients_python, compat_server):
+def serialized_flows() -> str:
+    """The flows as serialized tf.Examples, base64, comma-separated (drive.py's argument)."""
     from tensorflow.core.example import example_pb2, feature_pb2
 
     serialized = []
@@ -115,13 +120,22 @@ def test_triton_serialized_examples_to_a_named_signature(clients_python, compat_
                 feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[value]))
             )
         serialized.append(base64.b64encode(example.SerializeToString()).decode())
-    result = drive(clients_python, compat_server, "triton-regress", ",".join(serialized))
-    with compat_server.client() as client:
+    return ",".join(serialized)
+
+
+def rest_regression(server: ServerProcess) -> list[float]:
+    with server.client() as client:
         examples = [dict(zip(FEATURES, map(float, flow), strict=True)) for flow in FLOWS]
         regress = client.post(
             "/v1/models/anomaly:regress", json={"signature_name": "regress", "examples": examples}
         )
-    assert result["outputs"]["values"] == pytest.approx(regress.json()["results"], rel=1e-6)
+    return regress.json()["results"]
+
+
+@pytest.mark.parametrize("scenario", ["triton-regress", "triton-grpc-regress"])
+def test_triton_serialized_examples_to_a_named_signature(clients_python, compat_server, scenario):
+    result = drive(clients_python, compat_server, scenario, serialized_flows())
+    assert result["outputs"]["values"] == pytest.approx(rest_regression(compat_server), rel=1e-6)
 
 
 def test_triton_client_sees_our_error(clients_python, compat_server):
@@ -147,3 +161,48 @@ def test_kserve_rest_client_v1_is_tf_serving_predict(clients_python, compat_serv
     result = drive(clients_python, compat_server, "kserve-v1")
     assert result == {"predictions": [[2.5], [3.0], [4.5]]}
     assert np.asarray(result["predictions"]).shape == (3, 1)
+
+
+# ---------------------------------------------------------------------------- tritonclient.grpc, kserve gRPC
+
+
+def test_triton_grpc_health_and_metadata(clients_python, compat_server):
+    result = drive(clients_python, compat_server, "triton-grpc-metadata")
+    assert result["live"] is result["ready"] is result["model_ready"] is result["version_ready"] is True
+    assert result["server"]["name"] == "tf-model-server"
+    assert result["model"]["inputs"] == [{"name": "features", "datatype": "FP32", "shape": ["-1", "8"]}]
+    assert result["model"]["versions"] == ["2"] and result["model"]["platform"] == "tensorflow_savedmodel"
+
+
+def test_triton_grpc_infer_at_its_defaults_is_raw_both_ways(clients_python, compat_server, expected_anomaly):
+    result = drive(clients_python, compat_server, "triton-grpc-defaults")
+    assert_anomaly_outputs(result, expected_anomaly)
+    assert result["raw_outputs"] == 2 and all("contents" not in o for o in result["outputs"])
+    assert result["id"] == "grpc-1" and result["model_version"] == "2"
+
+
+def test_triton_grpc_infer_on_the_tf1_quickstart_model(clients_python, compat_server):
+    result = drive(clients_python, compat_server, "triton-grpc-half-plus-two")
+    assert result == {
+        "y": {"dtype": "float32", "shape": [3], "values": [2.5, 3.0, 4.5]},
+        "model_version": "123",
+    }
+
+
+def test_triton_grpc_bytes_tensors_are_length_prefixed_both_ways(clients_python, compat_server):
+    result = drive(clients_python, compat_server, "triton-grpc-bytes")
+    assert result["length"] == {"dtype": "int32", "shape": [3], "values": [5, 0, 8]}
+    assert [base64.b64decode(v) for v in result["echo_bytes"]] == [b"hello", b"", b"\xff\x00binary"]
+
+
+def test_triton_grpc_client_sees_our_error(clients_python, compat_server):
+    result = drive(clients_python, compat_server, "triton-grpc-error")
+    assert result["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "'nope' is not an input" in result["message"]
+
+
+def test_kserve_grpc_client_with_typed_contents(clients_python, compat_server, expected_anomaly):
+    result = drive(clients_python, compat_server, "kserve-grpc")
+    assert result["live"] is result["ready"] is result["model_ready"] is True
+    assert result["id"] == "kserve-grpc-1"
+    assert_anomaly_outputs(result["outputs"], expected_anomaly)

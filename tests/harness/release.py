@@ -23,6 +23,8 @@ from kubernetes import client
 from ops import release as ops_release
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Each release's gRPC NodePort: its HTTP NodePort (30081-30089) + this, unique and outside the pool.
+GRPC_NODE_PORT_OFFSET = 2000
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,9 @@ class Release:
     def _sets(self, image_tag: str, settings: Mapping[str, object]) -> dict[str, str]:
         return {
             "service.nodePort": str(self.node_port),
+            # The gRPC port needs a NodePort too; a random one can land on 30086-30089 (the
+            # upper band Kubernetes allocates from), which the pool hands to the next release.
+            "service.grpcNodePort": str(self.node_port + GRPC_NODE_PORT_OFFSET),
             "image.tag": image_tag,
             **{key: str(value) for key, value in settings.items()},
         }

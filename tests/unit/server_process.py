@@ -49,12 +49,18 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    grpc_port: int = 0
     started_at: float = field(default_factory=time.monotonic)
     startup_statuses: list[int | None] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the gRPC port (every test server opens one)."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -113,10 +119,12 @@ class ServerProcess:
 def start_server(model_repo: Path, log_dir: Path, name: str, **settings: str) -> ServerProcess:
     """A server with TFMS_* settings (keys without the prefix, e.g. batch_enabled="false")."""
     port = free_port()
+    grpc_port = free_port()
     env = python_env(
         {
             "TFMS_HOST": "127.0.0.1",
             "TFMS_PORT": str(port),
+            "TFMS_GRPC_PORT": str(grpc_port),
             "TFMS_MODEL_BASE_PATH": str(model_repo),
             "POD_NAME": f"unit-{name}",
             **{f"TFMS_{key.upper()}": value for key, value in settings.items()},
@@ -128,7 +136,7 @@ def start_server(model_repo: Path, log_dir: Path, name: str, **settings: str) ->
         process = subprocess.Popen(
             [sys.executable, "-m", "modelserver"], env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
-    return ServerProcess(process, port, log_path)
+    return ServerProcess(process, port, log_path, grpc_port)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

@@ -14,6 +14,10 @@ from unit.server_process import REPO_ROOT, python_env
 SHARED_INTERFACE = {
     "TFMS_HOST": "0.0.0.0",
     "TFMS_PORT": "8501",
+    "TFMS_GRPC_PORT": "8500",
+    "TFMS_GRPC_MAX_MESSAGE_BYTES": "0",
+    "TFMS_GRPC_MAX_CONNECTION_AGE_SECONDS": "60",
+    "TFMS_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS": "0",
     "TFMS_MODEL_BASE_PATH": "/models",
     "TFMS_MODEL_NAME": "anomaly",
     "TFMS_MODEL_VERSION": "(empty)",
@@ -126,3 +130,18 @@ def test_a_hung_call_is_defined_beyond_the_request_timeout():
     assert load_settings([], {"TFMS_HUNG_INFERENCE_SECONDS": "45"}).hung_inference_limit_seconds == 45
     with pytest.raises(SettingsError, match=r"TFMS_HUNG_INFERENCE_SECONDS .* must be more than"):
         load_settings([], {"TFMS_HUNG_INFERENCE_SECONDS": "10", "TFMS_REQUEST_TIMEOUT_SECONDS": "10"})
+
+
+def test_the_inflight_budget_must_hold_one_grpc_message_of_the_largest_size():
+    small = {"TFMS_MAX_BODY_BYTES": "1048576", "TFMS_MAX_INFLIGHT_BYTES": "17825792"}
+    # By default a gRPC message is bounded as an HTTP body is, so the body rule covers it.
+    assert load_settings([], small).grpc_message_limit_bytes == 1048576
+    too_big = {**small, "TFMS_GRPC_MAX_MESSAGE_BYTES": str(8 * 1048576)}
+    with pytest.raises(SettingsError, match=r"must be at least 3x TFMS_GRPC_MAX_MESSAGE_BYTES \(25165824\)"):
+        load_settings([], too_big)
+    assert load_settings([], {**too_big, "TFMS_GRPC_PORT": "0"}).grpc_port == 0
+
+
+def test_the_grpc_port_must_differ_from_the_http_port():
+    with pytest.raises(SettingsError, match="TFMS_GRPC_PORT and TFMS_PORT are both 9000"):
+        load_settings([], {"TFMS_PORT": "9000", "TFMS_GRPC_PORT": "9000"})

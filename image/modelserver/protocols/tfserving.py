@@ -236,15 +236,22 @@ def serialized_examples(document: Mapping[str, Any]) -> np.ndarray:
     return serialized
 
 
-def regress_result(outputs: Mapping[str, np.ndarray], count: int) -> Any:
+def regression(outputs: Mapping[str, np.ndarray], count: int) -> np.ndarray:
+    """One value per example from the signature's "outputs" (TF Serving's regressor)."""
     values = outputs["outputs"].reshape(count, -1)
     if values.shape[1] != 1:
         raise errors.invalid_argument("regression output must have one value per example")
-    return tensors.jsonable(np.ascontiguousarray(values[:, 0]))
+    return np.ascontiguousarray(values[:, 0])
 
 
-def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[list[Any]]]:
-    """[[label, score], ...] per example; a missing label is "" and a missing score 0.0, as in TF Serving."""
+def regress_result(outputs: Mapping[str, np.ndarray], count: int) -> Any:
+    return tensors.jsonable(regression(outputs, count))
+
+
+def classification(
+    outputs: Mapping[str, np.ndarray], count: int
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """(classes, scores, classes per example) of a classify call, each [count, width] when present."""
     classes = outputs["classes"].reshape(count, -1) if "classes" in outputs else None
     scores = outputs["scores"].reshape(count, -1) if "scores" in outputs else None
     if classes is not None and scores is not None and classes.shape != scores.shape:
@@ -252,6 +259,12 @@ def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[
             f"classify: outputs 'classes' {list(classes.shape)} and 'scores' {list(scores.shape)} disagree"
         )
     width = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
+    return classes, scores, width
+
+
+def classify_result(outputs: Mapping[str, np.ndarray], count: int) -> list[list[list[Any]]]:
+    """[[label, score], ...] per example; a missing label is "" and a missing score 0.0, as in TF Serving."""
+    classes, scores, width = classification(outputs, count)
     if scores is None:
         scores = np.zeros((count, width), dtype=np.float32)
     if classes is None:

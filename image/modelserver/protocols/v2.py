@@ -206,6 +206,48 @@ class BinaryData:
             )
 
 
+def input_spec(name: Any, datatype: Any, specs: Mapping[str, TensorSpec]) -> TensorSpec:
+    """The signature input a V2 input names, when its declared datatype can become the model's."""
+    if not isinstance(name, str) or name not in specs:
+        raise errors.invalid_argument(
+            f"input name {name!r} is not an input of the signature (inputs: {', '.join(sorted(specs))})"
+        )
+    where = f"input '{name}'"
+    if datatype not in DATATYPES:
+        raise errors.invalid_argument(
+            f"{where}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})"
+        )
+    spec = specs[name]
+    if spec.is_string != (datatype == "BYTES"):
+        raise errors.invalid_argument(
+            f"{where}: datatype {datatype} cannot be converted to the model's {spec.dtype_name}"
+        )
+    return spec
+
+
+def as_model_dtype(declared: np.ndarray, datatype: str, spec: TensorSpec, where: str) -> np.ndarray:
+    """Values of the request's declared datatype in the model's dtype, only when none changes."""
+    return tensors.cast_tensor(declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}")
+
+
+def raw_input(raw: memoryview, datatype: str, count: int, spec: TensorSpec, where: str) -> np.ndarray:
+    """A flat input from raw bytes (the binary extension's layout, also gRPC's raw_input_contents)."""
+    if spec.is_string:
+        return strings_from_binary(raw, count, where)
+    return as_model_dtype(numbers_from_binary(raw, datatype, count, where), datatype, spec, where)
+
+
+def shaped_input(flat: np.ndarray, shape: Sequence[int], spec: TensorSpec, where: str) -> np.ndarray:
+    count = math.prod(shape)
+    if flat.size != count:
+        raise errors.invalid_argument(
+            f"{where}: shape {list(shape)} needs {count} values, 'data' has {flat.size}"
+        )
+    array = flat.reshape(shape)
+    tensors.check_shape(array, spec, where)
+    return array
+
+
 def decode_input(
     entry: Any,
     specs: Mapping[str, TensorSpec],
@@ -216,51 +258,26 @@ def decode_input(
     if not isinstance(entry, dict):
         raise errors.invalid_argument("each entry of 'inputs' must be an object")
     name = entry.get("name")
-    if not isinstance(name, str) or name not in specs:
-        raise errors.invalid_argument(
-            f"input name {name!r} is not an input of the signature (inputs: {', '.join(sorted(specs))})"
-        )
-    spec = specs[name]
-    where = f"input '{name}'"
     datatype = entry.get("datatype")
-    if datatype not in DATATYPES:
-        raise errors.invalid_argument(
-            f"{where}: unknown datatype {datatype!r} (one of {', '.join(DATATYPES)})"
-        )
+    spec = input_spec(name, datatype, specs)
+    where = f"input '{name}'"
     shape = declared_shape(entry, where)
-    count = math.prod(shape)
     size = binary_size(entry, where)
     if size is not None and "data" in entry:
         raise errors.invalid_argument(f"{where}: has both 'data' and parameters.binary_data_size; send one")
     if size is None and "data" not in entry:
         raise errors.invalid_argument(f"{where}: missing 'data' (or parameters.binary_data_size)")
-    if spec.is_string != (datatype == "BYTES"):
-        raise errors.invalid_argument(
-            f"{where}: datatype {datatype} cannot be converted to the model's {spec.dtype_name}"
-        )
     if size is not None:
         raw = (binary or BinaryData(memoryview(b""))).take(size, where)
-        if spec.is_string:
-            flat = strings_from_binary(raw, count, where)
-        else:
-            declared = numbers_from_binary(raw, datatype, count, where)
-            flat = tensors.cast_tensor(
-                declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}"
-            )
+        flat = raw_input(raw, datatype, math.prod(shape), spec, where)
     elif spec.is_string:
         flat = tensors.strings_to_array(entry["data"], where).reshape(-1)
     else:
         declared = tensors.numbers_to_array(
             entry["data"], DATATYPES[datatype], f"{where} as {datatype}", booleans_possible
         ).reshape(-1)
-        flat = tensors.cast_tensor(declared, spec.dtype, f"{where}: {datatype} -> model {spec.dtype_name}")
-    if flat.size != count:
-        raise errors.invalid_argument(
-            f"{where}: shape {list(shape)} needs {count} values, 'data' has {flat.size}"
-        )
-    array = flat.reshape(shape)
-    tensors.check_shape(array, spec, where)
-    return name, array
+        flat = as_model_dtype(declared, datatype, spec, where)
+    return spec.key, shaped_input(flat, shape, spec, where)
 
 
 def decode_request(
@@ -286,6 +303,15 @@ def decode_request(
     return inputs
 
 
+def check_outputs(names: Sequence[str], signature: Signature) -> None:
+    """Every requested output name is an output of the signature."""
+    unknown = sorted(set(names) - set(signature.outputs))
+    if unknown:
+        raise errors.invalid_argument(
+            f"unknown output(s) {', '.join(unknown)} (outputs: {', '.join(sorted(signature.outputs))})"
+        )
+
+
 def requested_outputs(
     document: Mapping[str, Any], signature: Signature, all_binary: bool = False
 ) -> list[tuple[str, bool]]:
@@ -297,12 +323,7 @@ def requested_outputs(
         isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries
     ):
         raise errors.invalid_argument("'outputs' must be a list of objects with a 'name'")
-    names = [entry["name"] for entry in entries]
-    unknown = sorted(set(names) - set(signature.outputs))
-    if unknown:
-        raise errors.invalid_argument(
-            f"unknown output(s) {', '.join(unknown)} (outputs: {', '.join(sorted(signature.outputs))})"
-        )
+    check_outputs([entry["name"] for entry in entries], signature)
     chosen = []
     for entry in entries:
         where = f"output '{entry['name']}'"

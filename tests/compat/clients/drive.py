@@ -1,6 +1,7 @@
 """Peer clients driving the server: `python drive.py SCENARIO URL [ARG]` prints one JSON result.
 
-Runs in the peer-clients venv (tritonclient[http], kserve; see requirements.txt), so it
+URL is the HTTP base URL, or host:port of the gRPC port for the `*-grpc-*` scenarios.
+Runs in the peer-clients venv (tritonclient[http,grpc], kserve; see requirements.txt), so it
 imports nothing of this project. Each scenario uses the client as its documentation shows,
 at its defaults unless the scenario's name says otherwise; arrays come back as lists.
 """
@@ -178,6 +179,118 @@ def kserve_v1(url: str, _: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+# ---------------------------------------------------------------------------- tritonclient.grpc
+
+
+def triton_grpc_client(target: str) -> Any:
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferenceServerClient(url=target)
+
+
+def triton_grpc_metadata(target: str, _: str) -> dict[str, Any]:
+    """ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata."""
+    client = triton_grpc_client(target)
+    return {
+        "live": client.is_server_live(),
+        "ready": client.is_server_ready(),
+        "model_ready": client.is_model_ready("anomaly"),
+        "version_ready": client.is_model_ready("anomaly", model_version="2"),
+        "server": client.get_server_metadata(as_json=True),
+        "model": client.get_model_metadata("anomaly", as_json=True),
+    }
+
+
+def triton_grpc_defaults(target: str, _: str) -> dict[str, Any]:
+    """ModelInfer as tritonclient.grpc's quick start sends it: raw_input_contents, outputs raw."""
+    import tritonclient.grpc as grpcclient
+
+    client = triton_grpc_client(target)
+    features = grpcclient.InferInput("features", list(FLOWS.shape), "FP32")
+    features.set_data_from_numpy(FLOWS)
+    result = client.infer("anomaly", [features], request_id="grpc-1")
+    response = result.get_response(as_json=True)
+    return {
+        "anomaly_score": plain(result.as_numpy("anomaly_score")),
+        "is_anomaly": plain(result.as_numpy("is_anomaly")),
+        "outputs": response["outputs"],
+        "raw_outputs": len(result.get_response().raw_output_contents),
+        "id": response.get("id"),
+        "model_version": response.get("model_version"),
+    }
+
+
+def triton_grpc_half_plus_two(target: str, _: str) -> dict[str, Any]:
+    import tritonclient.grpc as grpcclient
+
+    client = triton_grpc_client(target)
+    x = grpcclient.InferInput("x", [3], "FP32")
+    x.set_data_from_numpy(np.asarray([1.0, 2.0, 5.0], dtype=np.float32))
+    result = client.infer("half_plus_two", [x], model_version="123")
+    return {"y": plain(result.as_numpy("y")), "model_version": result.get_response().model_version}
+
+
+def triton_grpc_bytes(target: str, _: str) -> dict[str, Any]:
+    import tritonclient.grpc as grpcclient
+
+    client = triton_grpc_client(target)
+    text = grpcclient.InferInput("text", [3], "BYTES")
+    text.set_data_from_numpy(np.asarray([b"hello", b"", b"\xff\x00binary"], dtype=np.object_))
+    result = client.infer("strings", [text])
+    return {"length": plain(result.as_numpy("length")), "echo_bytes": plain(result.as_numpy("echo_bytes"))}
+
+
+def triton_grpc_regress(target: str, examples_b64: str) -> dict[str, Any]:
+    import tritonclient.grpc as grpcclient
+
+    client = triton_grpc_client(target)
+    examples = np.asarray([base64.b64decode(e) for e in examples_b64.split(",")], dtype=np.object_)
+    inputs = grpcclient.InferInput("inputs", [len(examples)], "BYTES")
+    inputs.set_data_from_numpy(examples)
+    result = client.infer("anomaly", [inputs], parameters={"signature_name": "regress"})
+    return {"outputs": plain(result.as_numpy("outputs"))}
+
+
+def triton_grpc_error(target: str, _: str) -> dict[str, Any]:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = triton_grpc_client(target)
+    wrong = grpcclient.InferInput("nope", [1, 8], "FP32")
+    wrong.set_data_from_numpy(FLOWS[:1])
+    try:
+        client.infer("anomaly", [wrong])
+    except InferenceServerException as error:
+        return {"status": error.status(), "message": error.message()}
+    return {"status": None}
+
+
+# ---------------------------------------------------------------------------- kserve.InferenceGRPCClient
+
+
+def kserve_grpc(target: str, _: str) -> dict[str, Any]:
+    """KServe's gRPC client; inputs in typed contents (binary_data=False), so outputs come back typed."""
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    async def run() -> dict[str, Any]:
+        client = InferenceGRPCClient(url=target, retries=0)
+        features = InferInput("features", list(FLOWS.shape), "FP32")
+        features.set_data_from_numpy(FLOWS, binary_data=False)
+        request = InferRequest(model_name="anomaly", infer_inputs=[features], request_id="kserve-grpc-1")
+        response = await client.infer(request)
+        answer = {
+            "live": await client.is_server_live(),
+            "ready": await client.is_server_ready(),
+            "model_ready": await client.is_model_ready("anomaly"),
+            "id": response.id,
+            "outputs": {output.name: plain(output.as_numpy()) for output in response.outputs},
+        }
+        await client.close()
+        return answer
+
+    return asyncio.run(run())
+
+
 SCENARIOS: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "triton-metadata": triton_metadata,
     "triton-defaults": triton_defaults,
@@ -189,6 +302,13 @@ SCENARIOS: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "kserve-v2-json": kserve_v2_json,
     "kserve-v2-binary": kserve_v2_binary,
     "kserve-v1": kserve_v1,
+    "triton-grpc-metadata": triton_grpc_metadata,
+    "triton-grpc-defaults": triton_grpc_defaults,
+    "triton-grpc-half-plus-two": triton_grpc_half_plus_two,
+    "triton-grpc-bytes": triton_grpc_bytes,
+    "triton-grpc-regress": triton_grpc_regress,
+    "triton-grpc-error": triton_grpc_error,
+    "kserve-grpc": kserve_grpc,
 }
 
 
