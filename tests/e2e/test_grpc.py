@@ -24,8 +24,8 @@ import time
 
 import pytest
 from harness.cluster_events import pod_ready_at
-from harness.grpc_transport import GrpcChannels
-from harness.prober import Prober, Target
+from harness.prober import Target
+from harness.prober_process import ProcessProber
 from harness.scenario import Scenario
 from kubernetes import client
 from open_inference.grpc import protocol as oip
@@ -44,6 +44,8 @@ MAX_CONNECTION_AGE_S = 10
 REBALANCE_BOUND_S = 5 * MAX_CONNECTION_AGE_S * 1.1
 STEADY_S = 6
 CALL_TIMEOUT_S = 10
+# From the end of a draining pod's delay to its GOAWAY reaching the channels' clients.
+GOAWAY_SLACK_S = 2
 
 
 def infer_body(rows: int = 1) -> bytes:
@@ -56,21 +58,17 @@ def infer_body(rows: int = 1) -> bytes:
 def expose_grpc(s: Scenario, files: tuple[str, ...], image_tag: str, cluster, kube) -> int:
     """Give the release's gRPC port a NodePort of the e2e pool (a Service-only change: no pod rolls)."""
     port = cluster.free_node_port(client.CoreV1Api(kube))
-    s.release.upgrade(list(files), image_tag=image_tag, settings={"service.grpcNodePort": port})
+    s.release.upgrade(
+        s.release.suite_values(files), image_tag=image_tag, settings={"service.grpcNodePort": port}
+    )
     return port
 
 
-def grpc_prober(s: Scenario, port: int) -> Prober:
+def grpc_prober(s: Scenario, port: int) -> ProcessProber:
     target = Target(s.release.node_address, port, INFER, infer_body(), headers={})
-    prober = Prober(
-        target,
-        rate_per_s=RATE_PER_S,
-        max_duration_s=600,
-        timeout_s=CALL_TIMEOUT_S,
-        name="grpc-channels",
-        transport=GrpcChannels(GRPC_CHANNELS),
+    prober = s.probe(
+        RATE_PER_S, target=target, timeout_s=CALL_TIMEOUT_S, name="grpc-channels", grpc_channels=GRPC_CHANNELS
     )
-    s.probers.append(prober.start())
     prober.wait_for_requests(RATE_PER_S, timeout_s=30)
     return prober
 
@@ -125,7 +123,9 @@ def test_scale_up_moves_long_lived_channels_onto_new_pods(deploy, cluster, kube)
 
     up = s.mark("helm upgrade replicaCount=4")
     s.release.upgrade(
-        list(SUITE_VALUES), image_tag="v2", settings={"replicaCount": 4, "service.grpcNodePort": port}
+        s.release.suite_values(SUITE_VALUES),
+        image_tag="v2",
+        settings={"replicaCount": 4, "service.grpcNodePort": port},
     )
     s.release.wait_rolled_out()
     new_pods = {pod.metadata.name for pod in s.release.pods()} - before
@@ -147,7 +147,9 @@ def test_rolling_upgrade_drops_no_rpc_and_new_pods_get_calls(deploy, cluster, ku
     time.sleep(STEADY_S)
 
     upgraded = s.mark("helm upgrade v1 -> v2")
-    s.release.upgrade(list(SUITE_VALUES), image_tag="v2", settings={"service.grpcNodePort": port})
+    s.release.upgrade(
+        s.release.suite_values(SUITE_VALUES), image_tag="v2", settings={"service.grpcNodePort": port}
+    )
     s.release.wait_rolled_out()
     settled = s.wait_unrouted(old)
     new_pods = {pod.metadata.name for pod in s.release.pods()} - old
@@ -158,6 +160,18 @@ def test_rolling_upgrade_drops_no_rpc_and_new_pods_get_calls(deploy, cluster, ku
 
     s.expect_no_failures(s.window("from the first call to the last", prober.started_at or upgraded, ended))
     s.expect_no_failures(s.window("while the rollout replaced every pod", upgraded, settled))
-    late = [r for r in s.requests() if r.ok and r.sent_at > settled and r.model_version != "2"]
-    s.expect(not late, f"{len(late)} calls after the rollout were answered by version 1", late)
+    # An old pod out of the endpoints still answers the channels it holds until its drain
+    # delay ends with a GOAWAY; after that every call must reach version 2.
+    drain_s = float(s.release.current.setting("server.drain.delaySeconds") or 0)
+    goaway_by = settled + drain_s + GOAWAY_SLACK_S
+    old_answers = [r for r in s.requests() if r.ok and r.model_version != "2"]
+    if old_answers:
+        s.fact("last_v1_answer_after_unrouted_s", f"{max(r.finished_at for r in old_answers) - settled:.1f}")
+    late = [r for r in old_answers if r.sent_at > goaway_by]
+    s.expect(
+        not late,
+        f"{len(late)} calls sent over the drain delay ({drain_s:g}s) + {GOAWAY_SLACK_S:g}s after the old "
+        "pods left the endpoints were answered by version 1",
+        late,
+    )
     expect_rebalanced(s, new_pods, upgraded)

@@ -387,10 +387,10 @@ def test_rolling_upgrade_and_scale_up_across_nodes(deploy, workers):
     s = start(deploy)
     if s.release.current.setting("image.tag") != "v1":
         s.mark("prepare: back to v1")
-        s.release.upgrade([s.release.base_values[0].parent / name for name in SUITE_VALUES], image_tag="v1")
+        s.release.upgrade(s.release.suite_values(SUITE_VALUES), image_tag="v1")
         s.release.wait_rolled_out()
     spread_over_nodes(s)
-    files = [s.release.base_values[0].parent / name for name in SUITE_VALUES]
+    files = s.release.suite_values(SUITE_VALUES)
     old = {pod.metadata.name for pod in s.release.pods()}
     s.steady_load(RATE_PER_S, STEADY_S)
 

@@ -154,7 +154,7 @@ def test_helm_upgrade_with_hpa_on_keeps_the_replica_count(deploy):
 
     upgraded = s.mark("helm upgrade (replicaCount=2, config change) with the HPA on")
     s.release.upgrade(
-        [s.release.base_values[0].parent / "hpa-min-three.yaml"],
+        s.release.suite_values(("hpa-min-three.yaml",)),
         image_tag=tag,
         settings={"replicaCount": 2, "server.batching.maxWaitMs": 3},
     )
@@ -185,9 +185,7 @@ def test_enabling_autoscaling_on_a_running_release_keeps_its_replicas(deploy):
     pods_before = {pod.metadata.name for pod in s.release.pods()}
     s.steady_load(RATE_PER_S, STEADY_S)
 
-    values = [
-        s.release.base_values[0].parent / name for name in ("three-replicas.yaml", "hpa-turned-on.yaml")
-    ]
+    values = s.release.suite_values(("three-replicas.yaml", "hpa-turned-on.yaml"))
     turned_on = s.mark("helm upgrade: autoscaling.enabled=true")
     s.release.upgrade(values, image_tag=tag)
     time.sleep(AFTER_S)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.upgrade
 
 
 def files(s: Scenario, *extra: str) -> list:
-    return [s.release.base_values[0].parent / name for name in (*SUITE_VALUES, *extra)]
+    return s.release.suite_values((*SUITE_VALUES, *extra))
 
 
 def pod_names(s: Scenario) -> set[str]:

@@ -271,7 +271,7 @@ def test_a_config_change_moves_a_label_without_a_restart(deploy):
         prober.wait_for_requests(RATE_PER_S, timeout_s=30)
     time.sleep(STEADY_S)
     moved = s.mark("helm upgrade: stable -> version 2 (model config only)")
-    files = [s.release.base_values[0].parent / n for n in (*LABEL_VALUES, "versions-labels-promoted.yaml")]
+    files = s.release.suite_values((*LABEL_VALUES, "versions-labels-promoted.yaml"))
     s.release.upgrade(files, image_tag="v2")
 
     def stable_everywhere_on_2() -> bool:

@@ -1,8 +1,9 @@
 """A prober transport that behaves like real gRPC clients: each client one long-lived channel.
 
 `GrpcChannels(n)` opens n `grpc.insecure_channel`s at grpcio's defaults (no client-side
-load balancing, no retries configured) and sends each request on the next channel in
-turn, so the n channels carry equal shares, like n client processes. A channel is one
+load balancing, no retries configured), each on a connection of its own, and sends each
+request on the next channel in turn, so the n channels carry equal shares, like n client
+processes. A channel is one
 HTTP/2 connection through the Service: kube-proxy picks its pod when it connects, and it
 stays there until the server sends a GOAWAY (max connection age, or a drain), when
 grpcio reconnects by itself, through the Service again. Nothing is retried: a call that
@@ -27,6 +28,10 @@ from harness.prober import RequestRecord, Target, failed_record
 
 SERVED_BY = "x-served-by"
 MODEL_VERSION = "x-model-version"
+# grpcio shares one connection among a process's channels to the same target (its global
+# subchannel pool): 8 channels were one HTTP/2 connection, all moving pods together. A
+# local pool per channel gives each its own connection, as separate client processes have.
+OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 class GrpcChannels:
@@ -34,6 +39,7 @@ class GrpcChannels:
         if size < 1:
             raise ValueError("a gRPC prober needs at least one channel")
         self.size = size
+        self.description = f"{size} long-lived gRPC channels"
         self._channels: list[grpc.Channel] = []
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -45,7 +51,9 @@ class GrpcChannels:
                 # grpcio cannot bind a client's source address, so `Target.source_address`
                 # is not used: few connections, opened once, rarely meet a stale NAT entry.
                 address = f"{target.host}:{target.port}"
-                self._channels = [grpc.insecure_channel(address) for _ in range(self.size)]
+                self._channels = [
+                    grpc.insecure_channel(address, options=OWN_CONNECTION) for _ in range(self.size)
+                ]
             return self._channels[index]
 
     def send(self, target: Target, seq: int, scheduled_at: float, timeout_s: float) -> RequestRecord:

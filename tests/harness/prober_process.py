@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from harness.grpc_transport import GrpcChannels
 from harness.prober import (
     MAX_IN_FLIGHT,
     STOP_GRACE_S,
@@ -35,6 +36,7 @@ from harness.prober import (
     Prober,
     RequestRecord,
     Target,
+    Transport,
     wait_for_records,
 )
 
@@ -54,13 +56,23 @@ class ProberSpec:
     timeout_s: float
     name: str
     keep_alive: int
+    grpc_channels: int
     max_in_flight: int
     stop_grace_s: float
 
 
+def transport_for(keep_alive: int, grpc_channels: int) -> Transport:
+    """gRPC channels, a keep-alive pool, or a new connection per request (the default)."""
+    if keep_alive and grpc_channels:
+        raise ValueError("a prober uses either keep-alive HTTP connections or gRPC channels, not both")
+    if grpc_channels:
+        return GrpcChannels(grpc_channels)
+    return KeepAlivePool(keep_alive) if keep_alive else NewConnections()
+
+
 def run_child(spec: ProberSpec, out: Any, stop: Connection) -> None:
     """The child's whole life: start, stream records, stop on request or at its bound, send the ledger."""
-    transport = KeepAlivePool(spec.keep_alive) if spec.keep_alive else NewConnections()
+    transport = transport_for(spec.keep_alive, spec.grpc_channels)
     prober = Prober(
         spec.target,
         rate_per_s=spec.rate_per_s,
@@ -95,6 +107,7 @@ class ProcessProber:
         timeout_s: float = 10.0,
         name: str = "probe",
         keep_alive: int = 0,
+        grpc_channels: int = 0,
         max_in_flight: int = MAX_IN_FLIGHT,
         stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
@@ -106,10 +119,11 @@ class ProcessProber:
         self.stop_grace_s = stop_grace_s
         self.name = name
         self.keep_alive = keep_alive
-        self.description = KeepAlivePool(keep_alive).description if keep_alive else NewConnections.description
+        self.grpc_channels = grpc_channels
+        self.description = transport_for(keep_alive, grpc_channels).description
         self._spec = ProberSpec(
             target, rate_per_s, max_duration_s, max_requests, timeout_s, name, keep_alive,
-            max_in_flight, stop_grace_s,
+            grpc_channels, max_in_flight, stop_grace_s,
         )  # fmt: skip
         self._queue = CONTEXT.Queue()
         self._stop_reader, self._stop_writer = CONTEXT.Pipe(duplex=False)

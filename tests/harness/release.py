@@ -92,6 +92,10 @@ class Release:
 
     # -- helm ------------------------------------------------------------------------
 
+    def suite_values(self, names: Sequence[str]) -> list[Path]:
+        """A suite's values files by name, from the directory the base values live in."""
+        return [self.base_values[0].parent / name for name in names]
+
     def _values_stack(self, files: Sequence[Path]) -> list[Path]:
         # Extra files come last so a run can override any suite's values (the unsafe rollout).
         return [*self.base_values, *files, *self.extra_values]

@@ -109,12 +109,14 @@ class Scenario:
         target: Target | None = None,
         timeout_s: float = 10,
         keep_alive: int = 0,
+        grpc_channels: int = 0,
     ) -> ProcessProber:
         """Start an open-loop prober through the Service; it stops at the end of the test at the latest.
 
         `keep_alive=n` sends over a pool of n persistent connections instead of a new
-        connection per request (harness.prober). Every prober of this test sends from
-        the test's own loopback address.
+        connection per request (harness.prober); `grpc_channels=n` sends gRPC calls over n
+        long-lived channels (harness.grpc_transport). Every HTTP prober of this test sends
+        from the test's own loopback address.
         """
         prober = ProcessProber(
             dataclasses.replace(target or self._target_factory(), source_address=self.client_address),
@@ -123,6 +125,7 @@ class Scenario:
             timeout_s=timeout_s,
             name=name,
             keep_alive=keep_alive,
+            grpc_channels=grpc_channels,
         )
         self.probers.append(prober.start())
         return prober
@@ -276,7 +279,7 @@ class Scenario:
             for prober in judged
         }
         # The lost pods' share of new connections, from a prober that opens one per request.
-        per_request = [p for p in judged if not p.keep_alive]
+        per_request = [p for p in judged if not p.keep_alive and not p.grpc_channels]
         connection_share = (
             guarantees.traffic_share(per_request[0].records(), loss.pods, before) if per_request else None
         )
