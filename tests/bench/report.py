@@ -20,6 +20,7 @@ OURS = "ours"
 OURS_GRPC = "ours-grpc"
 NO_BATCH = "ours-nobatch"
 CEILING = "ceiling"
+CEILING_GRPC = "ceiling-grpc"
 MLSERVER = "mlserver"
 MLSERVER_GRPC = "mlserver-grpc"
 # peer -> (our entry set against it, target ratio at equal or better p99)
@@ -32,8 +33,12 @@ TARGETS = {
 # server -> (its gRPC entry, its REST entry): the same process on its two ports.
 PROTOCOL_PAIRS = {OURS: (OURS_GRPC, OURS), MLSERVER: (MLSERVER_GRPC, MLSERVER)}
 CEILING_TARGET = 0.6
+# ceiling -> (our entry set against it, target share of it; None = no target)
+CEILINGS = {CEILING: (OURS, CEILING_TARGET), CEILING_GRPC: (OURS_GRPC, None)}
 COLD_START_TARGET = 1.2
-SERVER_ORDER = (OURS, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING)
+SERVER_ORDER = (
+    OURS, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
+)  # fmt: skip
 GENERATOR_SATURATED = 0.9  # share of its core above which a load generator may be the limit
 
 
@@ -124,23 +129,25 @@ def model_ratios(load: dict) -> dict:
             "target": target,
             "met": value is not None and value >= target,
         }
+    for ceiling_name, (ours_name, target) in CEILINGS.items():
+        ceiling_peak = peak(points_of(load.get(ceiling_name, {})))
+        ours_peak = peak(points_of(load.get(ours_name, {})))
+        if ceiling_peak and ours_peak:
+            value = ratio(ours_peak.throughput, ceiling_peak.throughput)
+            ours_cpu = cpu_per_request(load[ours_name], ours_peak.concurrency)
+            ceiling_cpu = cpu_per_request(load[ceiling_name], ceiling_peak.concurrency)
+            result[ceiling_name] = {
+                "ours": ours_name,
+                "ceiling_peak": ceiling_peak.to_dict(),
+                "ours_peak": ours_peak.to_dict(),
+                "ratio": value,
+                # Noise-robust twin of the ratio: CPU time per request at each peak.
+                "cpu_us_per_request": {"ours": ours_cpu, "ceiling": ceiling_cpu},
+                "cpu_ratio": ratio(ceiling_cpu, ours_cpu),
+                "target": target,
+                "met": None if target is None else value is not None and value >= target,
+            }
     ours = points_of(load.get(OURS, {}))
-    ceiling_peak = peak(points_of(load.get(CEILING, {})))
-    ours_peak = peak(ours)
-    if ceiling_peak and ours_peak:
-        value = ratio(ours_peak.throughput, ceiling_peak.throughput)
-        ours_cpu = cpu_per_request(load[OURS], ours_peak.concurrency)
-        ceiling_cpu = cpu_per_request(load[CEILING], ceiling_peak.concurrency)
-        result[CEILING] = {
-            "ceiling_peak": ceiling_peak.to_dict(),
-            "ours_peak": ours_peak.to_dict(),
-            "ratio": value,
-            # Noise-robust twin of the ratio: CPU time per request at each peak.
-            "cpu_us_per_request": {"ours": ours_cpu, "ceiling": ceiling_cpu},
-            "cpu_ratio": ratio(ceiling_cpu, ours_cpu),
-            "target": CEILING_TARGET,
-            "met": value is not None and value >= CEILING_TARGET,
-        }
     no_batch = points_of(load.get(NO_BATCH, {}))
     if ours and no_batch:
         top = max(p.concurrency for p in ours)
@@ -233,10 +240,12 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
             versus = f"{fmt(r['ratio'], 2)}x (target {r['target']:g}x)"
             if r["ours"] != OURS:
                 versus = f"{r['ours']}: {versus}"
-        elif name == CEILING and CEILING in model_ratio:
+        elif name in CEILINGS and name in model_ratio:
+            r = model_ratio[name]
+            target = "" if r["target"] is None else f" (target ≥ {r['target']:g})"
             versus = (
-                f"ours = {fmt(model_ratio[CEILING]['ratio'], 2)} of it (target ≥ {CEILING_TARGET:g}); "
-                f"by CPU per request {fmt(model_ratio[CEILING].get('cpu_ratio'), 2)}"
+                f"{r['ours']} = {fmt(r['ratio'], 2)} of it{target}; "
+                f"by CPU per request {fmt(r.get('cpu_ratio'), 2)}"
             )
         else:
             versus = ""
@@ -387,24 +396,36 @@ def grpc_generator_note(results: dict) -> str:
     return " ".join(lines)
 
 
+def ceiling_note(results: dict, model: str, ceiling_name: str) -> str | None:
+    """How fast the load generator drove a ceiling, next to the fastest server of that protocol."""
+    load = results["load"][model]
+    grpc = is_grpc(results, model, ceiling_name)
+    ceiling = peak(points_of(load.get(ceiling_name, {})))
+    others = [
+        (name, peak(points_of(report)))
+        for name, report in load.items()
+        if name not in CEILINGS and "points" in report and is_grpc(results, model, name) == grpc
+    ]
+    best_other = max((p for p in others if p[1]), key=lambda p: p[1].throughput, default=None)
+    if ceiling is None or best_other is None:
+        return None
+    cpu = load[ceiling_name]["points"][str(ceiling.concurrency)]["load_cpu_fraction"]["median"]
+    times = ceiling.throughput / best_other[1].throughput
+    return (
+        f"Load generator on {model}: {'ghz' if grpc else 'wrk'} drove {ceiling_name} at "
+        f"{fmt(ceiling.throughput)} req/s ({fmt(times, 1)}x the fastest {'gRPC ' if grpc else ''}model "
+        f"server, {best_other[0]}), using {cpu:.0%} of its core."
+    )
+
+
 def generator_note(results: dict) -> str:
-    """Evidence that wrk was not the bottleneck: the ceiling's rate vs every model server's."""
-    lines = []
-    for model, load in results["load"].items():
-        ceiling = peak(points_of(load.get(CEILING, {})))
-        others = [
-            (name, peak(points_of(report)))
-            for name, report in load.items()
-            if name != CEILING and "points" in report
-        ]
-        best_other = max((p for p in others if p[1]), key=lambda p: p[1].throughput, default=None)
-        if ceiling and best_other:
-            cpu = load[CEILING]["points"][str(ceiling.concurrency)]["load_cpu_fraction"]["median"]
-            lines.append(
-                f"Load generator on {model}: wrk drove the ceiling at {fmt(ceiling.throughput)} req/s "
-                f"({fmt(ceiling.throughput / best_other[1].throughput, 1)}x the fastest model server, "
-                f"{best_other[0]}), using {cpu:.0%} of its core."
-            )
+    """Evidence that wrk (ghz) was not the bottleneck: its ceiling's rate vs every model server's."""
+    lines = [
+        note
+        for model in results["load"]
+        for ceiling_name in CEILINGS
+        if (note := ceiling_note(results, model, ceiling_name)) is not None
+    ]
     grpc_note = grpc_generator_note(results)
     return " ".join([*lines, grpc_note] if grpc_note else lines)
 
@@ -433,7 +454,7 @@ def plot(results: dict, path: Path) -> None:
                 yerr=[[p.throughput - s["min"] for p, s in zip(pts, spreads, strict=True)],
                       [s["max"] - p.throughput for p, s in zip(pts, spreads, strict=True)]],
                 marker="o", capsize=3, label=name,
-                linestyle="--" if name == CEILING else ":" if is_grpc(results, model, name) else "-",
+                linestyle="--" if name in CEILINGS else ":" if is_grpc(results, model, name) else "-",
             )  # fmt: skip
             for p in pts:
                 axis.annotate(

@@ -28,7 +28,7 @@ from bench.venvs import PROJECT_VENV
 
 PUBLISH_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVERS = [s.name for s in servers.all_servers()]
-SMOKE_SERVERS = ["ours", "ours-grpc", "ceiling"]
+SMOKE_SERVERS = ["ours", "ours-grpc", "ceiling", "ceiling-grpc"]
 QUIET_LOAD = 0.5
 
 
@@ -51,8 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="seconds-long proof the harness works: ours (REST, gRPC) + ceiling, anomaly, c=1,4, 1 s, 1 run, "
-        "no container",
+        help="seconds-long proof the harness works: ours + ceiling, each over REST and gRPC, anomaly, c=1,4, "
+        "1 s, 1 run, no container",
     )
     args = parser.parse_args(argv)
     if args.smoke:

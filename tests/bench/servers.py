@@ -94,7 +94,7 @@ class Server(ABC):
     description: str
     venv: str | None = None  # peer venv name; None = the project's venv
     # Its request() is a gRPC call, driven by ghz, not wrk. Such an entry is its REST twin's
-    # process on the other port, so the cold start does not measure it twice.
+    # server driven on its gRPC port, so the cold start does not measure it again.
     speaks_grpc = False
 
     def python(self) -> Path:
@@ -183,11 +183,12 @@ class Ceiling(Server):
 
     name = "ceiling"
     description = "our HTTP stack + request parsing, constant answer, no model"
+    script = "app.py"
 
     def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
         return [
             str(self.python()),
-            str(PEERS_DIR / "ceiling" / "app.py"),
+            str(PEERS_DIR / "ceiling" / self.script),
             f"--port={port}",
             f"--input-name={model.input_name}",
             f"--dtype={model.dtype}",
@@ -202,6 +203,21 @@ class Ceiling(Server):
 
     def request(self, model: Model) -> Request:
         return tfserving_request(model)
+
+
+class CeilingGrpc(Ceiling):
+    """The ceiling's gRPC twin: our gRPC stack and ModelInfer decoding, constant answer, no model."""
+
+    name = "ceiling-grpc"
+    description = "our gRPC stack (grpc.aio, same loop) + ModelInfer decoding, constant answer, no model"
+    speaks_grpc = True
+    script = "grpc_app.py"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        return [*super().argv(model, port, workdir), f"--grpc-port={grpc_port_of(port)}"]
+
+    def request(self, model: Model) -> Request:
+        return model_infer_request(model)
 
 
 class Naive(Server):
@@ -331,6 +347,7 @@ def all_servers() -> list[Server]:
         Ours(batching=False),
         OursGrpc(),
         Ceiling(),
+        CeilingGrpc(),
         Naive(),
         MLServer(),
         MLServerGrpc(),

@@ -138,6 +138,8 @@ def test_grpc_rows_are_set_against_the_grpc_peer_and_our_rest():
         "ours-grpc": {"points": {"8": point(1000, 10.0, 900), "64": point(1200, 60.0, 800)}},
         "mlserver": {"points": {"32": point(900, 100.0)}},
         "mlserver-grpc": {"points": {"8": point(700, 15.0), "32": point(800, 80.0)}},
+        "ceiling": {"points": {"64": point(10000, 10.0, 75)}},
+        "ceiling-grpc": {"points": {"64": point(2400, 40.0, 400)}},
     }
     ratios = report.model_ratios(load)
     # ours-grpc's best at p99 <= mlserver-grpc's 80 ms (1200) over mlserver-grpc's best (800).
@@ -149,3 +151,12 @@ def test_grpc_rows_are_set_against_the_grpc_peer_and_our_rest():
     assert (ours["ratio"], ours["peak_ratio"]) == (0.2, 0.24)
     assert ours["cpu_us_per_request"] == {"grpc": 800, "rest": 150}
     assert ratios["grpc_vs_rest"]["mlserver"]["peak_ratio"] == 0.89
+    # Each ceiling against the entry of its protocol; the 0.6 target is REST's.
+    assert (ratios["ceiling"]["ours"], ratios["ceiling"]["ratio"], ratios["ceiling"]["met"]) == (
+        "ours",
+        0.5,
+        False,
+    )
+    grpc_ceiling = ratios["ceiling-grpc"]
+    assert (grpc_ceiling["ours"], grpc_ceiling["ratio"], grpc_ceiling["met"]) == ("ours-grpc", 0.5, None)
+    assert grpc_ceiling["cpu_ratio"] == 0.5
