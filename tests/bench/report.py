@@ -189,6 +189,10 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}x"
+
+
 def spread(stats: dict, digits: int = 1) -> str:
     return f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}-{fmt(stats['max'], digits)})"
 
@@ -237,7 +241,7 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
         assert best is not None
         if name in TARGETS and name in model_ratio:
             r = model_ratio[name]
-            versus = f"{fmt(r['ratio'], 2)}x (target {r['target']:g}x)"
+            versus = f"{times(r['ratio'])} (target {r['target']:g}x)"
             if r["ours"] != OURS:
                 versus = f"{r['ours']}: {versus}"
         elif name in CEILINGS and name in model_ratio:
@@ -272,10 +276,10 @@ def protocol_line(server: str, compared: dict) -> str:
     cpu = compared["cpu_us_per_request"]
     return (
         f"gRPC vs REST, {server} (one process, both ports): {compared['grpc']} ÷ {compared['rest']} "
-        f"at equal or better p99 **{fmt(compared['ratio'], 2)}x**; peaks {fmt(grpc['throughput_rps'])} "
+        f"at equal or better p99 **{times(compared['ratio'])}**; peaks {fmt(grpc['throughput_rps'])} "
         f"({grpc['concurrency']}) vs {fmt(rest['throughput_rps'])} ({rest['concurrency']}) req/s, "
         f"p99 {fmt(grpc['p99_ms'], 2)} vs {fmt(rest['p99_ms'], 2)} ms; server CPU per request there "
-        f"{fmt(cpu['grpc'], 0)} vs {fmt(cpu['rest'], 0)} us ({fmt(compared['cpu_ratio'], 2)}x)."
+        f"{fmt(cpu['grpc'], 0)} vs {fmt(cpu['rest'], 0)} us ({times(compared['cpu_ratio'])})."
     )
 
 
