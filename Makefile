@@ -64,13 +64,13 @@ docs: venv ## regenerate chart/README.md (helm-docs) and the chart files generat
 # Benchmarks (tests/bench): ours vs naive Flask, MLServer, BentoML and the no-model ceiling.
 BENCH := PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.run
 
-bench: venv ## side-by-side benchmark (~15 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
+bench: venv ## side-by-side benchmark, REST and gRPC (~25 min): table, reports/bench/*.json + PNG; BENCH_ARGS=... to narrow
 	$(BENCH) $(BENCH_ARGS)
 
 swap-memory: venv ## peak RSS while anomaly and heavy swap to a new version (run it under `flock /tmp/tfms-measure.lock`)
 	PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.swap_memory
 
-bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling) proving it works
+bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling, REST and gRPC) proving it works
 	$(BENCH) --smoke $(BENCH_ARGS)
 
 # Soak (tests/soak): the server for 10 minutes at ~70% of its maximum; the memory bound in a container.

@@ -98,6 +98,7 @@ def measure(
     model: Model, servers: list[Server], rounds: int, container: bool, workdir: Path, python: Path
 ) -> dict:
     """Interleaved rounds: the floor, then each server alone, then (optionally) the container pair."""
+    servers = [server for server in servers if not server.speaks_grpc]  # same processes as REST
     floor: dict[str, list[float]] = {"import_s": [], "total_s": []}
     ready: dict[str, list[float]] = {server.name: [] for server in servers}
     errors: dict[str, str] = {}

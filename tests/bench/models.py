@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from open_inference.grpc import protocol as oip
 from ops.paths import REPO_ROOT
 
 DEFAULT_MODEL_BASE = REPO_ROOT / "build" / "models"
@@ -72,6 +73,27 @@ class Model:
                 ]
             }
         )
+
+    def v2_grpc_request(self) -> oip.ModelInferRequest:
+        """The Open Inference Protocol's gRPC ModelInfer request for the same instance.
+
+        The values go in the datatype's typed contents field (`fp32_contents` for FP32),
+        the form of the V2 JSON `data` list; no `raw_input_contents`.
+        """
+        data = np.asarray([self.instance()])
+        request = oip.ModelInferRequest(model_name=self.name)
+        tensor = request.inputs.add(name=self.input_name, datatype=v2_datatype(self.dtype), shape=data.shape)
+        getattr(tensor.contents, V2_CONTENTS_FIELD[self.dtype]).extend(data.ravel().tolist())
+        return request
+
+
+# InferTensorContents' field for each dtype (open_inference_grpc.proto).
+V2_CONTENTS_FIELD = {
+    "float32": "fp32_contents",
+    "float64": "fp64_contents",
+    "int32": "int_contents",
+    "int64": "int64_contents",
+}
 
 
 def v2_datatype(dtype: str) -> str:

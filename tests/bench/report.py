@@ -4,7 +4,10 @@
 throughput over the concurrency levels) and its p99 there; ours' figure is our highest
 median throughput among our points whose median p99 is no worse. The ratio of the two
 is the claim. The ceiling is compared peak to peak (it has no model, so no latency to
-match), and the batching gain is ours on / ours off at the highest concurrency.
+match), and the batching gain is ours on / ours off at the highest concurrency. Over
+gRPC the same claim is ours-grpc against mlserver-grpc; and each server's gRPC entry is
+set against its own REST entry (the same process): gRPC's best throughput at a p99 no
+worse than REST's best point, over REST's, and the server CPU per request of each.
 """
 
 from __future__ import annotations
@@ -14,12 +17,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OURS = "ours"
+OURS_GRPC = "ours-grpc"
 NO_BATCH = "ours-nobatch"
 CEILING = "ceiling"
-TARGETS = {"naive": 3.0, "mlserver": 1.5, "bentoml": 1.5}
+CEILING_GRPC = "ceiling-grpc"
+MLSERVER = "mlserver"
+MLSERVER_GRPC = "mlserver-grpc"
+# peer -> (our entry set against it, target ratio at equal or better p99)
+TARGETS = {
+    "naive": (OURS, 3.0),
+    MLSERVER: (OURS, 1.5),
+    "bentoml": (OURS, 1.5),
+    MLSERVER_GRPC: (OURS_GRPC, 1.5),
+}
+# server -> (its gRPC entry, its REST entry): the same process on its two ports.
+PROTOCOL_PAIRS = {OURS: (OURS_GRPC, OURS), MLSERVER: (MLSERVER_GRPC, MLSERVER)}
 CEILING_TARGET = 0.6
+# ceiling -> (our entry set against it, target share of it; None = no target)
+CEILINGS = {CEILING: (OURS, CEILING_TARGET), CEILING_GRPC: (OURS_GRPC, None)}
 COLD_START_TARGET = 1.2
-SERVER_ORDER = (OURS, NO_BATCH, "naive", "mlserver", "bentoml", CEILING)
+SERVER_ORDER = (
+    OURS, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
+)  # fmt: skip
+GENERATOR_SATURATED = 0.9  # share of its core above which a load generator may be the limit
 
 
 @dataclass(frozen=True)
@@ -67,10 +87,32 @@ def cpu_per_request(server_report: dict, concurrency: int) -> float:
     return server_report["points"][str(concurrency)]["server_cpu_us_per_request"]["median"]
 
 
+def grpc_vs_rest(load: dict, grpc_name: str, rest_name: str) -> dict | None:
+    """One server's gRPC entry against its REST entry: throughput at equal or better p99, CPU."""
+    grpc, rest = points_of(load.get(grpc_name, {})), points_of(load.get(rest_name, {}))
+    grpc_peak, rest_peak = peak(grpc), peak(rest)
+    if grpc_peak is None or rest_peak is None:
+        return None
+    grpc_match = best_within(grpc, rest_peak.p99)
+    grpc_cpu = cpu_per_request(load[grpc_name], grpc_peak.concurrency)
+    rest_cpu = cpu_per_request(load[rest_name], rest_peak.concurrency)
+    return {
+        "grpc": grpc_name,
+        "rest": rest_name,
+        "rest_peak": rest_peak.to_dict(),
+        "grpc_peak": grpc_peak.to_dict(),
+        "grpc_at_equal_or_better_p99": grpc_match.to_dict() if grpc_match else None,
+        "ratio": ratio(grpc_match.throughput if grpc_match else None, rest_peak.throughput),
+        "peak_ratio": ratio(grpc_peak.throughput, rest_peak.throughput),
+        "cpu_us_per_request": {"grpc": grpc_cpu, "rest": rest_cpu},
+        "cpu_ratio": ratio(grpc_cpu, rest_cpu),
+    }
+
+
 def model_ratios(load: dict) -> dict:
-    ours = points_of(load.get(OURS, {}))
     result: dict = {}
-    for peer, target in TARGETS.items():
+    for peer, (ours_name, target) in TARGETS.items():
+        ours = points_of(load.get(ours_name, {}))
         peer_peak = peak(points_of(load.get(peer, {})))
         if not ours or peer_peak is None:
             continue
@@ -78,6 +120,7 @@ def model_ratios(load: dict) -> dict:
         same_c = at_concurrency(ours, peer_peak.concurrency)
         value = ratio(ours_match.throughput if ours_match else None, peer_peak.throughput)
         result[peer] = {
+            "ours": ours_name,
             "peer_peak": peer_peak.to_dict(),
             "ours_at_equal_or_better_p99": ours_match.to_dict() if ours_match else None,
             "ratio": value,
@@ -86,22 +129,25 @@ def model_ratios(load: dict) -> dict:
             "target": target,
             "met": value is not None and value >= target,
         }
-    ceiling_peak = peak(points_of(load.get(CEILING, {})))
-    ours_peak = peak(ours)
-    if ceiling_peak and ours_peak:
-        value = ratio(ours_peak.throughput, ceiling_peak.throughput)
-        ours_cpu = cpu_per_request(load[OURS], ours_peak.concurrency)
-        ceiling_cpu = cpu_per_request(load[CEILING], ceiling_peak.concurrency)
-        result[CEILING] = {
-            "ceiling_peak": ceiling_peak.to_dict(),
-            "ours_peak": ours_peak.to_dict(),
-            "ratio": value,
-            # Noise-robust twin of the ratio: CPU time per request at each peak.
-            "cpu_us_per_request": {"ours": ours_cpu, "ceiling": ceiling_cpu},
-            "cpu_ratio": ratio(ceiling_cpu, ours_cpu),
-            "target": CEILING_TARGET,
-            "met": value is not None and value >= CEILING_TARGET,
-        }
+    for ceiling_name, (ours_name, target) in CEILINGS.items():
+        ceiling_peak = peak(points_of(load.get(ceiling_name, {})))
+        ours_peak = peak(points_of(load.get(ours_name, {})))
+        if ceiling_peak and ours_peak:
+            value = ratio(ours_peak.throughput, ceiling_peak.throughput)
+            ours_cpu = cpu_per_request(load[ours_name], ours_peak.concurrency)
+            ceiling_cpu = cpu_per_request(load[ceiling_name], ceiling_peak.concurrency)
+            result[ceiling_name] = {
+                "ours": ours_name,
+                "ceiling_peak": ceiling_peak.to_dict(),
+                "ours_peak": ours_peak.to_dict(),
+                "ratio": value,
+                # Noise-robust twin of the ratio: CPU time per request at each peak.
+                "cpu_us_per_request": {"ours": ours_cpu, "ceiling": ceiling_cpu},
+                "cpu_ratio": ratio(ceiling_cpu, ours_cpu),
+                "target": target,
+                "met": None if target is None else value is not None and value >= target,
+            }
+    ours = points_of(load.get(OURS, {}))
     no_batch = points_of(load.get(NO_BATCH, {}))
     if ours and no_batch:
         top = max(p.concurrency for p in ours)
@@ -114,6 +160,13 @@ def model_ratios(load: dict) -> dict:
                 "throughput_gain": ratio(on.throughput, off.throughput),
                 "p99_change": ratio(on.p99, off.p99),
             }
+    protocols = {
+        server: compared
+        for server, (grpc_name, rest_name) in PROTOCOL_PAIRS.items()
+        if (compared := grpc_vs_rest(load, grpc_name, rest_name)) is not None
+    }
+    if protocols:
+        result["grpc_vs_rest"] = protocols
     return result
 
 
@@ -134,6 +187,10 @@ def ratios(results: dict) -> dict:
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.2f}x"
 
 
 def spread(stats: dict, digits: int = 1) -> str:
@@ -184,11 +241,15 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
         assert best is not None
         if name in TARGETS and name in model_ratio:
             r = model_ratio[name]
-            versus = f"{fmt(r['ratio'], 2)}x (target {r['target']:g}x)"
-        elif name == CEILING and CEILING in model_ratio:
+            versus = f"{times(r['ratio'])} (target {r['target']:g}x)"
+            if r["ours"] != OURS:
+                versus = f"{r['ours']}: {versus}"
+        elif name in CEILINGS and name in model_ratio:
+            r = model_ratio[name]
+            target = "" if r["target"] is None else f" (target ≥ {r['target']:g})"
             versus = (
-                f"ours = {fmt(model_ratio[CEILING]['ratio'], 2)} of it (target ≥ {CEILING_TARGET:g}); "
-                f"by CPU per request {fmt(model_ratio[CEILING].get('cpu_ratio'), 2)}"
+                f"{r['ours']} = {fmt(r['ratio'], 2)} of it{target}; "
+                f"by CPU per request {fmt(r.get('cpu_ratio'), 2)}"
             )
         else:
             versus = ""
@@ -205,7 +266,21 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
             f"(**{fmt(batching['throughput_gain'], 2)}x**), p99 {fmt(batching['on']['p99_ms'], 2)} vs "
             f"{fmt(batching['off']['p99_ms'], 2)} ms.",
         ]
+    for server, compared in model_ratio.get("grpc_vs_rest", {}).items():
+        lines += ["", protocol_line(server, compared)]
     return "\n".join(lines)
+
+
+def protocol_line(server: str, compared: dict) -> str:
+    grpc, rest = compared["grpc_peak"], compared["rest_peak"]
+    cpu = compared["cpu_us_per_request"]
+    return (
+        f"gRPC vs REST, {server} (one process, both ports): {compared['grpc']} ÷ {compared['rest']} "
+        f"at equal or better p99 **{times(compared['ratio'])}**; peaks {fmt(grpc['throughput_rps'])} "
+        f"({grpc['concurrency']}) vs {fmt(rest['throughput_rps'])} ({rest['concurrency']}) req/s, "
+        f"p99 {fmt(grpc['p99_ms'], 2)} vs {fmt(rest['p99_ms'], 2)} ms; server CPU per request there "
+        f"{fmt(cpu['grpc'], 0)} vs {fmt(cpu['rest'], 0)} us ({times(compared['cpu_ratio'])})."
+    )
 
 
 def cold_table(cold: dict) -> str:
@@ -241,7 +316,8 @@ def requests_table(requests: dict) -> str:
     lines = ["| server | request | bytes |", "|---|---|---:|"]
     for name in ordered(list(requests)):
         r = requests[name]
-        lines.append(f"| {name} | `POST {r['path']}` ({r['protocol']}) | {r['body_bytes']} |")
+        call = f"gRPC {r['path']}" if r.get("transport") == "grpc" else f"POST {r['path']}"
+        lines.append(f"| {name} | `{call}` ({r['protocol']}) | {r['body_bytes']} |")
     return "\n".join(lines)
 
 
@@ -286,25 +362,76 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
-def generator_note(results: dict) -> str:
-    """Evidence that wrk was not the bottleneck: the ceiling's rate vs every model server's."""
+def is_grpc(results: dict, model: str, server: str) -> bool:
+    return results.get("requests", {}).get(model, {}).get(server, {}).get("transport") == "grpc"
+
+
+def generator_cpu(load: dict, names: list[str]) -> tuple[float, float, str] | None:
+    """(highest share of its core the generator used, its CPU us per request there, server)."""
+    shares = [
+        (point["load_cpu_fraction"]["median"], point["throughput_rps"]["median"], name)
+        for name in names
+        for point in load[name].get("points", {}).values()
+    ]
+    if not shares:
+        return None
+    share, rate, name = max(shares)
+    return share, (1e6 * share / rate if rate else 0.0), name
+
+
+def grpc_generator_note(results: dict) -> str:
+    """ghz has no gRPC ceiling to drive: its own CPU, next to wrk's, says whether it was the limit."""
     lines = []
     for model, load in results["load"].items():
-        ceiling = peak(points_of(load.get(CEILING, {})))
-        others = [
-            (name, peak(points_of(report)))
-            for name, report in load.items()
-            if name != CEILING and "points" in report
-        ]
-        best_other = max((p for p in others if p[1]), key=lambda p: p[1].throughput, default=None)
-        if ceiling and best_other:
-            cpu = load[CEILING]["points"][str(ceiling.concurrency)]["load_cpu_fraction"]["median"]
-            lines.append(
-                f"Load generator on {model}: wrk drove the ceiling at {fmt(ceiling.throughput)} req/s "
-                f"({fmt(ceiling.throughput / best_other[1].throughput, 1)}x the fastest model server, "
-                f"{best_other[0]}), using {cpu:.0%} of its core."
-            )
+        grpc_names = [name for name in load if is_grpc(results, model, name) and "points" in load[name]]
+        rest_names = [name for name in load if not is_grpc(results, model, name) and "points" in load[name]]
+        ghz, wrk = generator_cpu(load, grpc_names), generator_cpu(load, rest_names)
+        if ghz is None:
+            continue
+        text = (
+            f"ghz on {model}: at most {ghz[0]:.0%} of its core ({ghz[2]}), "
+            f"{fmt(ghz[1], 0)} us of CPU per call there"
+        )
+        if wrk is not None:
+            text += f" (wrk: at most {wrk[0]:.0%}, {fmt(wrk[1], 0)} us per request, {wrk[2]})"
+        if ghz[0] >= GENERATOR_SATURATED:
+            text += "; ghz was near saturation, so that gRPC point may be the generator's limit"
+        lines.append(text + ".")
     return " ".join(lines)
+
+
+def ceiling_note(results: dict, model: str, ceiling_name: str) -> str | None:
+    """How fast the load generator drove a ceiling, next to the fastest server of that protocol."""
+    load = results["load"][model]
+    grpc = is_grpc(results, model, ceiling_name)
+    ceiling = peak(points_of(load.get(ceiling_name, {})))
+    others = [
+        (name, peak(points_of(report)))
+        for name, report in load.items()
+        if name not in CEILINGS and "points" in report and is_grpc(results, model, name) == grpc
+    ]
+    best_other = max((p for p in others if p[1]), key=lambda p: p[1].throughput, default=None)
+    if ceiling is None or best_other is None:
+        return None
+    cpu = load[ceiling_name]["points"][str(ceiling.concurrency)]["load_cpu_fraction"]["median"]
+    times = ceiling.throughput / best_other[1].throughput
+    return (
+        f"Load generator on {model}: {'ghz' if grpc else 'wrk'} drove {ceiling_name} at "
+        f"{fmt(ceiling.throughput)} req/s ({fmt(times, 1)}x the fastest {'gRPC ' if grpc else ''}model "
+        f"server, {best_other[0]}), using {cpu:.0%} of its core."
+    )
+
+
+def generator_note(results: dict) -> str:
+    """Evidence that wrk (ghz) was not the bottleneck: its ceiling's rate vs every model server's."""
+    lines = [
+        note
+        for model in results["load"]
+        for ceiling_name in CEILINGS
+        if (note := ceiling_note(results, model, ceiling_name)) is not None
+    ]
+    grpc_note = grpc_generator_note(results)
+    return " ".join([*lines, grpc_note] if grpc_note else lines)
 
 
 # ---- Plot -------------------------------------------------------------------------------
@@ -331,7 +458,7 @@ def plot(results: dict, path: Path) -> None:
                 yerr=[[p.throughput - s["min"] for p, s in zip(pts, spreads, strict=True)],
                       [s["max"] - p.throughput for p, s in zip(pts, spreads, strict=True)]],
                 marker="o", capsize=3, label=name,
-                linestyle="--" if name == CEILING else "-",
+                linestyle="--" if name in CEILINGS else ":" if is_grpc(results, model, name) else "-",
             )  # fmt: skip
             for p in pts:
                 axis.annotate(

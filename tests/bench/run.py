@@ -22,13 +22,13 @@ from pathlib import Path
 
 from ops.paths import REPORTS_DIR
 
-from bench import coldstart, loadgen, procs, report, servers, throughput
+from bench import coldstart, grpc_loadgen, loadgen, procs, report, servers, throughput
 from bench.models import DEFAULT_MODEL_BASE, build_demo_models, load_model
 from bench.venvs import PROJECT_VENV
 
 PUBLISH_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SERVERS = [s.name for s in servers.all_servers()]
-SMOKE_SERVERS = ["ours", "ceiling"]
+SMOKE_SERVERS = ["ours", "ours-grpc", "ceiling", "ceiling-grpc"]
 QUIET_LOAD = 0.5
 
 
@@ -51,7 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="seconds-long proof the harness works: ours + ceiling, anomaly, c=1,4, 1 s, 1 run, no container",
+        help="seconds-long proof the harness works: ours + ceiling, each over REST and gRPC, anomaly, c=1,4, "
+        "1 s, 1 run, no container",
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -75,7 +76,7 @@ def machine() -> dict:
     summary = (
         f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, Linux {platform.release()}, "
         f"Python {platform.python_version()}; "
-        f"server on core {procs.SERVER_CPU}, wrk on core {loadgen.LOAD_CPU}"
+        f"server on core {procs.SERVER_CPU}, wrk and ghz on core {loadgen.LOAD_CPU}"
     )
     return {
         "cpu": cpu,
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {loadgen.LOAD_CPU})
     loadgen.ensure_wrk()
     chosen = servers.by_names([s for s in args.servers.split(",") if s])
+    if any(server.speaks_grpc for server in chosen):
+        grpc_loadgen.ensure_ghz()
     plan = throughput.LoadPlan(
         concurrency=tuple(int(c) for c in args.concurrency.split(",")),
         duration_s=args.duration,
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             "max_batch_size": servers.MAX_BATCH_SIZE,
             "max_batch_wait_ms": servers.MAX_BATCH_WAIT_MS,
             "load_generator": "wrk 4.x, 1 thread, keep-alive connections = concurrency, closed loop",
+            "grpc_load_generator": (
+                f"ghz {grpc_loadgen.GHZ_VERSION}, 1 CPU, connections = concurrency = channels, closed loop"
+            ),
             "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
         },
         "models": {

@@ -3,7 +3,10 @@
 Every server gets the same CPU budget (one core, TensorFlow at one intra-op and one
 inter-op thread), the same SavedModel and the same instance. Ours, the naive app,
 BentoML and the ceiling receive the identical TF Serving-style body; MLServer, whose
-batching only exists on its V2 endpoint, gets the same instance as a V2 request.
+batching only exists on its V2 endpoint, gets the same instance as a V2 request. The
+gRPC entries (`ours-grpc`, `mlserver-grpc`) are the same processes as their REST ones,
+driven on their gRPC port with the Open Inference Protocol's ModelInfer, the same
+instance again.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf import text_format
+from open_inference.grpc import protocol as oip
 from ops.paths import REPO_ROOT
 
-from bench import venvs
+from bench import grpc_loadgen, venvs
 from bench.models import Model
 
 PEERS_DIR = venvs.PEERS_DIR
@@ -27,13 +32,31 @@ MAX_BATCH_WAIT_MS = 2
 # gunicorn's documented starting point for sync workers: (2 x cores) + 1, with one core.
 GUNICORN_WORKERS = 2 * 1 + 1
 STARTUP_TIMEOUT_SECONDS = 240
+# A server's gRPC port, next to its HTTP port (MLServer's metrics port is + 2000).
+GRPC_PORT_OFFSET = 1000
+MODEL_INFER = "inference.GRPCInferenceService/ModelInfer"
 
 
 @dataclass(frozen=True)
 class Request:
-    path: str
-    body: bytes
+    """What the load generator sends: an HTTP POST, or a unary gRPC call (`protoset` set)."""
+
+    path: str  # HTTP path, or the gRPC method as package.Service/Method
+    body: bytes  # HTTP body, or the serialized request message
     protocol: str
+    protoset: bytes | None = None  # gRPC: FileDescriptorSet holding the method's service
+    shown: str = ""  # the body as text, for the report
+
+    @property
+    def is_grpc(self) -> bool:
+        return self.protoset is not None
+
+    def text(self, limit: int = 300) -> str:
+        return (self.shown or self.body.decode())[:limit]
+
+
+def grpc_port_of(port: int) -> int:
+    return port + GRPC_PORT_OFFSET
 
 
 def one_cpu_env(extra: dict[str, str]) -> dict[str, str]:
@@ -55,10 +78,24 @@ def tfserving_request(model: Model) -> Request:
     return Request(f"/v1/models/{model.name}:predict", model.tfserving_body(), "TF Serving REST predict")
 
 
+def model_infer_request(model: Model) -> Request:
+    message = model.v2_grpc_request()
+    return Request(
+        MODEL_INFER,
+        message.SerializeToString(),
+        "Open Inference Protocol gRPC ModelInfer",
+        protoset=grpc_loadgen.protoset(oip.DESCRIPTOR),
+        shown=text_format.MessageToString(message, as_one_line=True),
+    )
+
+
 class Server(ABC):
     name: str
     description: str
     venv: str | None = None  # peer venv name; None = the project's venv
+    # Its request() is a gRPC call, driven by ghz, not wrk. Such an entry is its REST twin's
+    # server driven on its gRPC port, so the cold start does not measure it again.
+    speaks_grpc = False
 
     def python(self) -> Path:
         if self.venv is None:
@@ -84,6 +121,10 @@ class Server(ABC):
     def cwd(self, workdir: Path) -> Path:
         return workdir
 
+    def grpc_target(self, port: int) -> str:
+        """host:port the gRPC request goes to (only asked of servers whose request is gRPC)."""
+        return f"127.0.0.1:{grpc_port_of(port)}"
+
 
 class Ours(Server):
     """tf-model-server itself, with adaptive batching on or off."""
@@ -102,6 +143,8 @@ class Ours(Server):
                 "PYTHONPATH": str(REPO_ROOT / "image"),
                 "TFMS_HOST": "127.0.0.1",
                 "TFMS_PORT": str(port),
+                # Its own port: the default 8500 would be taken by the first `ours` started.
+                "TFMS_GRPC_PORT": str(grpc_port_of(port)),
                 "TFMS_MODEL_BASE_PATH": str(model.path.parent.parent),
                 "TFMS_MODEL_NAME": model.name,
                 "TFMS_BATCH_ENABLED": "true" if self.batching else "false",
@@ -121,16 +164,31 @@ class Ours(Server):
         return tfserving_request(model)
 
 
+class OursGrpc(Ours):
+    """tf-model-server with batching, driven over gRPC (GRPCInferenceService/ModelInfer)."""
+
+    speaks_grpc = True
+
+    def __init__(self) -> None:
+        super().__init__(batching=True)
+        self.name = "ours-grpc"
+        self.description = "tf-model-server, batching on, gRPC ModelInfer (same process and batcher as REST)"
+
+    def request(self, model: Model) -> Request:
+        return model_infer_request(model)
+
+
 class Ceiling(Server):
     """Our HTTP stack and request parsing answering a constant: no model call at all."""
 
     name = "ceiling"
     description = "our HTTP stack + request parsing, constant answer, no model"
+    script = "app.py"
 
     def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
         return [
             str(self.python()),
-            str(PEERS_DIR / "ceiling" / "app.py"),
+            str(PEERS_DIR / "ceiling" / self.script),
             f"--port={port}",
             f"--input-name={model.input_name}",
             f"--dtype={model.dtype}",
@@ -145,6 +203,21 @@ class Ceiling(Server):
 
     def request(self, model: Model) -> Request:
         return tfserving_request(model)
+
+
+class CeilingGrpc(Ceiling):
+    """The ceiling's gRPC twin: our gRPC stack and ModelInfer decoding, constant answer, no model."""
+
+    name = "ceiling-grpc"
+    description = "our gRPC stack (grpc.aio, same loop) + ModelInfer decoding, constant answer, no model"
+    speaks_grpc = True
+    script = "grpc_app.py"
+
+    def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
+        return [*super().argv(model, port, workdir), f"--grpc-port={grpc_port_of(port)}"]
+
+    def request(self, model: Model) -> Request:
+        return model_infer_request(model)
 
 
 class Naive(Server):
@@ -190,7 +263,7 @@ class MLServer(Server):
             "debug": False,  # production setting: no per-request access log
             "host": "127.0.0.1",
             "http_port": port,
-            "grpc_port": port + 1000,
+            "grpc_port": grpc_port_of(port),
             "metrics_port": port + 2000,
             # In-process inference: on one core it measured ~20% faster than the default
             # of one separate inference worker process (no IPC hop per batch).
@@ -219,6 +292,17 @@ class MLServer(Server):
 
     def request(self, model: Model) -> Request:
         return Request(f"/v2/models/{model.name}/infer", model.v2_body(), "Open Inference Protocol V2 infer")
+
+
+class MLServerGrpc(MLServer):
+    """MLServer on its gRPC port: the same DataPlane.infer and adaptive batcher as its REST infer."""
+
+    name = "mlserver-grpc"
+    description = "Seldon MLServer 1.7.1, as mlserver, gRPC ModelInfer"
+    speaks_grpc = True
+
+    def request(self, model: Model) -> Request:
+        return model_infer_request(model)
 
 
 class BentoML(Server):
@@ -258,7 +342,17 @@ class BentoML(Server):
 
 
 def all_servers() -> list[Server]:
-    return [Ours(batching=True), Ours(batching=False), Ceiling(), Naive(), MLServer(), BentoML()]
+    return [
+        Ours(batching=True),
+        Ours(batching=False),
+        OursGrpc(),
+        Ceiling(),
+        CeilingGrpc(),
+        Naive(),
+        MLServer(),
+        MLServerGrpc(),
+        BentoML(),
+    ]
 
 
 def by_names(names: list[str]) -> list[Server]:

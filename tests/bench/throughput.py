@@ -12,14 +12,18 @@ from __future__ import annotations
 import socket
 import statistics
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import loadgen, procs
+from bench import grpc_loadgen, loadgen, procs
 from bench.models import Model
 from bench.servers import STARTUP_TIMEOUT_SECONDS, Request, Server
 
 MEMORY_SAMPLE_SECONDS = 0.5
+# A gRPC port may open a moment after the HTTP readiness answers 200.
+GRPC_ANSWER_TIMEOUT_SECONDS = 30.0
+GRPC_ANSWER_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,50 @@ class LoadPlan:
 
 @dataclass
 class Running:
+    """A started server and the request it is driven with: wrk for HTTP, ghz for gRPC."""
+
     server: Server
     process: procs.ServerProcess
     request: Request
     body_file: Path
-    url: str
+    target: str  # the URL (HTTP), or host:port (gRPC)
+    protoset_file: Path | None = None
     results: dict[int, list[dict]] = field(default_factory=dict)
+
+    def load(self, concurrency: int, duration_s: float) -> loadgen.LoadResult:
+        if self.protoset_file is None:
+            return loadgen.run(self.target, self.body_file, concurrency, duration_s)
+        return grpc_loadgen.run(
+            self.target, self.request.path, self.protoset_file, self.body_file, concurrency, duration_s
+        )
+
+    @property
+    def ok_status(self) -> str:
+        return "200" if self.protoset_file is None else grpc_loadgen.OK
+
+    def call_once(self) -> str:
+        """The status of one benchmark request (`ok_status` when it succeeds)."""
+        if self.protoset_file is None:
+            status = procs.http_status(self.process.port, self.request.path, 30.0, "POST", self.request.body)
+            return str(status)
+        try:
+            statuses = grpc_loadgen.call_once(
+                self.target, self.request.path, self.protoset_file, self.body_file
+            )
+        except RuntimeError as error:
+            return str(error)
+        return ",".join(sorted(statuses)) or "no answer"
+
+
+def running_entry(server: Server, model: Model, process: procs.ServerProcess, run_dir: Path) -> Running:
+    request = server.request(model)
+    body_file = run_dir / "body"
+    body_file.write_bytes(request.body)
+    if request.protoset is None:
+        return Running(server, process, request, body_file, f"http://127.0.0.1:{process.port}{request.path}")
+    protoset_file = run_dir / "service.protoset"
+    protoset_file.write_bytes(request.protoset)
+    return Running(server, process, request, body_file, server.grpc_target(process.port), protoset_file)
 
 
 def free_port() -> int:
@@ -73,9 +115,13 @@ def start_server(server: Server, model: Model, workdir: Path) -> procs.ServerPro
 
 def check_answers(running: Running) -> None:
     """The benchmark request must succeed before it is timed (no error pages at full speed)."""
-    status = procs.http_status(running.process.port, running.request.path, 30.0, "POST", running.request.body)
-    if status != 200:
-        raise procs.ServerFailed(f"{running.server.name} answered {status} to the benchmark request")
+    deadline = time.monotonic() + GRPC_ANSWER_TIMEOUT_SECONDS
+    while (status := running.call_once()) != running.ok_status:
+        if not running.request.is_grpc or time.monotonic() > deadline:
+            raise procs.ServerFailed(
+                f"{running.server.name} answered {status} to the benchmark request on {running.target}"
+            )
+        time.sleep(GRPC_ANSWER_POLL_SECONDS)
 
 
 class MemorySampler(threading.Thread):
@@ -101,7 +147,7 @@ def describe(record: dict) -> str:
         f"c={record['concurrency']:<3d} {record['throughput_rps']:9.1f} req/s  "
         f"p50 {record['p50_ms']:8.2f} ms  p99 {record['p99_ms']:8.2f} ms  "
         f"server {record['server_cpu_fraction']:.2f} core {record['server_cpu_us_per_request']:7.1f} us/req  "
-        f"wrk {record['load_cpu_fraction']:.2f} core  others {record['other_load_on_server_core']:.2f}"
+        f"load gen {record['load_cpu_fraction']:.2f} core  others {record['other_load_on_server_core']:.2f}"
     )
     if record["errors"] or record["non_2xx"]:
         text += f"  errors {record['errors']} non-2xx {record['non_2xx']}"
@@ -109,7 +155,7 @@ def describe(record: dict) -> str:
 
 
 def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[loadgen.LoadResult, dict]:
-    """One wrk run, plus the CPU the server's process tree spent on it.
+    """One load generator run, plus the CPU the server's process tree spent on it.
 
     Also what else ran on the server's core meanwhile (other processes on this shared
     machine): the core's busy time minus the server's own.
@@ -117,7 +163,7 @@ def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[
     tree = entry.process.tree()
     cpu_before = procs.tree_cpu_seconds(tree)
     core_before = procs.cpu_busy_seconds(procs.SERVER_CPU)
-    result = loadgen.run(entry.url, entry.body_file, concurrency, duration_s)
+    result = entry.load(concurrency, duration_s)
     cpu = procs.tree_cpu_seconds(tree) - cpu_before
     foreign = procs.cpu_busy_seconds(procs.SERVER_CPU) - core_before - cpu
     record = result.to_dict() | {
@@ -158,12 +204,7 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
             log(f"{model.name}: starting {server.name}")
             try:
                 process = start_server(server, model, workdir)
-                request = server.request(model)
-                body_file = workdir / f"{model.name}-{server.name}" / "body"
-                body_file.write_bytes(request.body)
-                entry = Running(
-                    server, process, request, body_file, f"http://127.0.0.1:{process.port}{request.path}"
-                )
+                entry = running_entry(server, model, process, workdir / f"{model.name}-{server.name}")
                 running.append(entry)
                 check_answers(entry)
             except procs.ServerFailed as failure:
@@ -175,7 +216,7 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
         top = max(plan.concurrency)
         for entry in running:
             log(f"{model.name}: warming up {entry.server.name} ({plan.warmup_s:g}s at {top} connections)")
-            loadgen.run(entry.url, entry.body_file, top, plan.warmup_s)
+            entry.load(top, plan.warmup_s)
         sampler = MemorySampler([entry.process for entry in running])
         sampler.start()
         for run_index in range(plan.runs):
@@ -209,12 +250,14 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
 
 
 def request_descriptions(model: Model, servers: list[Server]) -> dict:
-    return {
-        server.name: {
-            "path": server.request(model).path,
-            "protocol": server.request(model).protocol,
-            "body_bytes": len(server.request(model).body),
-            "body": server.request(model).body.decode()[:300],
+    described = {}
+    for server in servers:
+        request = server.request(model)
+        described[server.name] = {
+            "path": request.path,
+            "protocol": request.protocol,
+            "transport": "grpc" if request.is_grpc else "http",
+            "body_bytes": len(request.body),
+            "body": request.text(),
         }
-        for server in servers
-    }
+    return described
