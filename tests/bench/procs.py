@@ -26,18 +26,32 @@ class ServerFailed(RuntimeError):
     """The server exited or never became ready; the message carries its log tail."""
 
 
-def http_status(
+def http_request(
     port: int, path: str, timeout: float = 1.0, method: str = "GET", body: bytes | None = None
-) -> int:
+) -> tuple[int, bytes]:
+    """One request to 127.0.0.1:`port`: its status and body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     finally:
         connection.close()
+
+
+def http_status(
+    port: int, path: str, timeout: float = 1.0, method: str = "GET", body: bytes | None = None
+) -> int:
+    return http_request(port, path, timeout, method, body)[0]
+
+
+def http_get(port: int, path: str, timeout: float = 1.0) -> str:
+    """The body of a GET that must answer 200, as text."""
+    status, payload = http_request(port, path, timeout)
+    if status != 200:
+        raise RuntimeError(f"GET {path} on port {port} answered {status}")
+    return payload.decode("utf-8", "replace")
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

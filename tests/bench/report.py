@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.stages import STAGE_ORDER
+
 OURS = "ours"
 OURS_GRPC = "ours-grpc"
 NO_BATCH = "ours-nobatch"
@@ -354,12 +356,56 @@ def markdown(results: dict) -> str:
         out += [cold_table(results["cold_start"]), ""]
     for model, load in results["load"].items():
         out += [detail_table(model, load), ""]
+    for model, load in results["load"].items():
+        if profiled(load):
+            out += [stages_table(model, load), ""]
     for model, requests in results.get("requests", {}).items():
         out += [f"Requests sent for **{model}**:", "", requests_table(requests), ""]
     generator = results.get("load_generator")
     if generator:
         out += [generator, ""]
     return "\n".join(out)
+
+
+def profiled(load: dict) -> list[str]:
+    return [name for name in ordered(list(load)) if "stages_us_per_request" in load[name].get("profile", {})]
+
+
+def stages_table(model: str, load: dict) -> str:
+    """Sampled time per request by stage for each profiled server (bench.stages), one column each."""
+    names = profiled(load)
+    profiles = {name: load[name]["profile"] for name in names}
+    header = "| stage (µs per request, py-spy samples) | " + " | ".join(names) + " |"
+    lines = [
+        f"**{model}** — where the time goes, one run under py-spy at "
+        f"{profiles[names[0]]['concurrency']} connections ({profiles[names[0]]['rate_hz']} Hz):",
+        "",
+        header,
+        "|---|" + "---:|" * len(names),
+    ]
+    for stage in STAGE_ORDER:
+        lines.append(
+            f"| {stage} | "
+            + " | ".join(fmt(profiles[name]["stages_us_per_request"][stage]) for name in names)
+            + " |"
+        )
+    totals = [sum(profiles[name]["stages_us_per_request"].values()) for name in names]
+    lines.append("| **total sampled** | " + " | ".join(f"**{fmt(total)}**" for total in totals) + " |")
+    rates = [fmt(profiles[name]["throughput_rps"], 0) for name in names]
+    lines.append("| req/s in that run | " + " | ".join(rates) + " |")
+    batches = {name: profiles[name].get("batches") for name in names}
+    if any(batches.values()):
+        lines.append(
+            "| rows per TensorFlow call (top bucket share) | "
+            + " | ".join(
+                f"{b['mean_rows_per_call']:g} ({100 * b['top_bucket_share']:.0f}% at {b['top_bucket']})"
+                if b
+                else ""
+                for b in batches.values()
+            )
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 def is_grpc(results: dict, model: str, server: str) -> bool:
@@ -481,6 +527,36 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def plot_stages(results: dict, path: Path) -> bool:
+    """A stacked bar of sampled time per request by stage, per model and profiled server; False if none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [model for model, load in results["load"].items() if profiled(load)]
+    if not models:
+        return False
+    figure, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 5), squeeze=False)
+    for axis, model in zip(axes[0], models, strict=True):
+        load = results["load"][model]
+        names = profiled(load)
+        bottoms = [0.0] * len(names)
+        for stage in STAGE_ORDER:
+            values = [load[name]["profile"]["stages_us_per_request"][stage] for name in names]
+            axis.bar(names, values, bottom=bottoms, label=stage)
+            bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+        axis.set_ylabel("µs per request (py-spy samples: running or waiting for the core)")
+        axis.set_title(f"{model}: where the time goes")
+        axis.grid(True, axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(results["machine"]["summary"], fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
 def rerender(results_json: Path) -> None:
     """Recompute ratios, tables and plot from a results.json (``python -m bench.report FILE``)."""
     results = json.loads(results_json.read_text())
@@ -500,6 +576,9 @@ def write(results: dict, out_dir: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     paths["markdown"].write_text(markdown(results) + "\n")
     plot(results, paths["plot"])
+    stages_plot = out_dir / "stages.png"
+    if plot_stages(results, stages_plot):
+        paths["stages plot"] = stages_plot
     return paths
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ops.paths import REPORTS_DIR
 
-from bench import coldstart, grpc_loadgen, loadgen, procs, report, servers, throughput
+from bench import coldstart, grpc_loadgen, loadgen, procs, report, servers, stages, throughput
 from bench.models import DEFAULT_MODEL_BASE, build_demo_models, load_model
 from bench.venvs import PROJECT_VENV
 
@@ -41,6 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per point (median, min-max reported)")
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="warm-up seconds per server before measuring"
+    )
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the measured runs, one run this long of ours / ours-nobatch / the ceiling under py-spy "
+        "at the highest concurrency: time per request by stage, py-spy samples (0 = off)",
     )
     parser.add_argument("--cold-rounds", type=int, default=3, help="cold-start rounds (0 = skip)")
     parser.add_argument("--cold-model", default="anomaly", help="model used for the cold-start phase")
@@ -98,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = servers.by_names([s for s in args.servers.split(",") if s])
     if any(server.speaks_grpc for server in chosen):
         grpc_loadgen.ensure_ghz()
+    if args.profile > 0:
+        stages.ensure_py_spy()
     plan = throughput.LoadPlan(
         concurrency=tuple(int(c) for c in args.concurrency.split(",")),
         duration_s=args.duration,
         runs=args.runs,
         warmup_s=args.warmup,
+        profile_s=args.profile,
     )
     before = os.getloadavg()[0]
     if before >= QUIET_LOAD:

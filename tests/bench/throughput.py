@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import grpc_loadgen, loadgen, procs
+from bench import grpc_loadgen, loadgen, procs, stages
 from bench.models import Model
-from bench.servers import STARTUP_TIMEOUT_SECONDS, Request, Server
+from bench.servers import MAX_BATCH_SIZE, STARTUP_TIMEOUT_SECONDS, Request, Server
 
 MEMORY_SAMPLE_SECONDS = 0.5
 # A gRPC port may open a moment after the HTTP readiness answers 200.
@@ -32,6 +32,7 @@ class LoadPlan:
     duration_s: float
     runs: int
     warmup_s: float
+    profile_s: float = 0.0  # > 0: one more run per profiled server under py-spy (bench.stages)
 
 
 @dataclass
@@ -231,6 +232,7 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
                     progress = f"{model.name} run {run_index + 1}/{plan.runs}"
                     log(f"{progress} {entry.server.name:13s} {describe(record)}")
         sampler.stop()
+        profiles = profile_servers(model, running, plan, workdir) if plan.profile_s > 0 else {}
         for entry in running:
             tree = entry.process.tree()
             report[entry.server.name] = {
@@ -243,10 +245,31 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
                 },
                 "ready_after_s": round(entry.process.ready_after or 0.0, 2),
             }
+            if entry.server.name in profiles:
+                report[entry.server.name]["profile"] = profiles[entry.server.name]
     finally:
         for entry in running:
             entry.process.stop()
     return report
+
+
+def profile_servers(model: Model, running: list[Running], plan: LoadPlan, workdir: Path) -> dict[str, dict]:
+    """One py-spy run per profiled HTTP server at the highest concurrency (after the measured runs)."""
+    top = max(plan.concurrency)
+    profiles: dict[str, dict] = {}
+    for entry in running:
+        if entry.server.name not in stages.PROFILED_SERVERS or entry.protoset_file is not None:
+            continue
+        log(f"{model.name}: profiling {entry.server.name} ({plan.profile_s:g}s at {top} connections, py-spy)")
+        out_file = workdir / f"{model.name}-{entry.server.name}" / "py-spy.raw"
+        try:
+            profiles[entry.server.name] = stages.profile(
+                entry.process, entry.target, entry.body_file, top, plan.profile_s, MAX_BATCH_SIZE, out_file
+            )
+        except RuntimeError as error:
+            log(f"{model.name}: profiling {entry.server.name} FAILED: {error}")
+            profiles[entry.server.name] = {"error": str(error)}
+    return profiles
 
 
 def request_descriptions(model: Model, servers: list[Server]) -> dict:
