@@ -200,6 +200,39 @@ class ReleasePool:
         self.retired.append(pooled)
         self._clean(pooled)
 
+    def retire_all_but(self, keep: Release, timeout_s: float = 120) -> int:
+        """Retire every other pooled release and wait (bounded) until no other e2e pod is left.
+
+        For the node-loss test: every pod on the killed node is rescheduled at once, and on
+        this 2-core machine ten other releases' pods importing TensorFlow together starved
+        the test's own replacement (it printed nothing for two minutes) and both probers.
+        Returns how many pods of other namespaces were still running when it began.
+        """
+        for key in [key for key, pooled in self.pooled.items() if pooled.release is not keep]:
+            self.retire(key)
+        selector = "app.kubernetes.io/name=tf-model-server"
+
+        def others() -> list[client.V1Pod]:
+            return [
+                pod
+                for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items
+                if pod.metadata.namespace != keep.namespace
+                and pod.metadata.namespace.startswith("e2e-")
+                and not any(
+                    p.release.namespace == pod.metadata.namespace for p in self.retired if p.failed_tests
+                )
+            ]
+
+        count = len(others())
+        deadline = time.monotonic() + timeout_s
+        while others():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"other e2e pods still running {timeout_s:.0f}s after their releases were retired"
+                )
+            time.sleep(2)
+        return count
+
     def close(self) -> list[str]:
         for key in list(self.pooled):
             self.retire(key)

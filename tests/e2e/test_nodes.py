@@ -292,8 +292,12 @@ def node_faults(cluster: providers.Cluster, kube) -> Iterator[providers.NodeFaul
         time.sleep(2)
 
 
-def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(deploy, workers, node_faults):
+def test_lost_node_bounded_failures_replacements_elsewhere_node_rejoins(
+    deploy, workers, node_faults, release_pool
+):
     s = start(deploy)
+    # Only this release's pods on the nodes: the others would all restart on the survivor at once.
+    s.fact("other_e2e_pods_removed", release_pool.retire_all_but(s.release), in_slo_line=False)
     core = client.CoreV1Api(s.release.api_client)
     placement = spread_over_nodes(s)
     # The victim holds replicas but not all of them: the Service must keep answering.
