@@ -96,35 +96,28 @@ def triton_half_plus_two(url: str, _: str) -> dict[str, Any]:
     return {"y": plain(result.as_numpy("y")), "model_version": result.get_response().get("model_version")}
 
 
-def triton_bytes(url: str, _: str) -> dict[str, Any]:
-    """BYTES in and out as binary data (4-byte length prefixes), on the TF1 `strings` model."""
-    import tritonclient.http as httpclient
-
-    client = triton_client(url)
-    text = httpclient.InferInput("text", [3], "BYTES")
+def bytes_round_trip(client: Any, module: Any) -> dict[str, Any]:
+    """BYTES in and out (binary data over HTTP, length-prefixed over gRPC) on the TF1 `strings` model."""
+    text = module.InferInput("text", [3], "BYTES")
     text.set_data_from_numpy(np.asarray([b"hello", b"", b"\xff\x00binary"], dtype=np.object_))
     result = client.infer("strings", [text])
     return {"length": plain(result.as_numpy("length")), "echo_bytes": plain(result.as_numpy("echo_bytes"))}
 
 
-def triton_regress(url: str, examples_b64: str) -> dict[str, Any]:
+def regress_examples(client: Any, module: Any, examples_b64: str) -> dict[str, Any]:
     """Serialized tf.Examples as BYTES to a named signature (request parameter signature_name)."""
-    import tritonclient.http as httpclient
-
-    client = triton_client(url)
     examples = np.asarray([base64.b64decode(e) for e in examples_b64.split(",")], dtype=np.object_)
-    inputs = httpclient.InferInput("inputs", [len(examples)], "BYTES")
+    inputs = module.InferInput("inputs", [len(examples)], "BYTES")
     inputs.set_data_from_numpy(examples)
     result = client.infer("anomaly", [inputs], parameters={"signature_name": "regress"})
     return {"outputs": plain(result.as_numpy("outputs"))}
 
 
-def triton_error(url: str, _: str) -> dict[str, Any]:
-    import tritonclient.http as httpclient
+def refused_input(client: Any, module: Any) -> dict[str, Any]:
+    """An input the signature does not have: the client's exception, status and message."""
     from tritonclient.utils import InferenceServerException
 
-    client = triton_client(url)
-    wrong = httpclient.InferInput("nope", [1, 8], "FP32")
+    wrong = module.InferInput("nope", [1, 8], "FP32")
     wrong.set_data_from_numpy(FLOWS[:1])
     try:
         client.infer("anomaly", [wrong])
@@ -133,7 +126,22 @@ def triton_error(url: str, _: str) -> dict[str, Any]:
     return {"status": None}
 
 
-# ---------------------------------------------------------------------------- kserve.InferenceRESTClient
+def triton_bytes(url: str, _: str) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+
+    return bytes_round_trip(triton_client(url), httpclient)
+
+
+def triton_regress(url: str, examples_b64: str) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+
+    return regress_examples(triton_client(url), httpclient, examples_b64)
+
+
+def triton_error(url: str, _: str) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+
+    return refused_input(triton_client(url), httpclient)
 
 
 def kserve_client(protocol: str) -> Any:
@@ -233,36 +241,19 @@ def triton_grpc_half_plus_two(target: str, _: str) -> dict[str, Any]:
 def triton_grpc_bytes(target: str, _: str) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
 
-    client = triton_grpc_client(target)
-    text = grpcclient.InferInput("text", [3], "BYTES")
-    text.set_data_from_numpy(np.asarray([b"hello", b"", b"\xff\x00binary"], dtype=np.object_))
-    result = client.infer("strings", [text])
-    return {"length": plain(result.as_numpy("length")), "echo_bytes": plain(result.as_numpy("echo_bytes"))}
+    return bytes_round_trip(triton_grpc_client(target), grpcclient)
 
 
 def triton_grpc_regress(target: str, examples_b64: str) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
 
-    client = triton_grpc_client(target)
-    examples = np.asarray([base64.b64decode(e) for e in examples_b64.split(",")], dtype=np.object_)
-    inputs = grpcclient.InferInput("inputs", [len(examples)], "BYTES")
-    inputs.set_data_from_numpy(examples)
-    result = client.infer("anomaly", [inputs], parameters={"signature_name": "regress"})
-    return {"outputs": plain(result.as_numpy("outputs"))}
+    return regress_examples(triton_grpc_client(target), grpcclient, examples_b64)
 
 
 def triton_grpc_error(target: str, _: str) -> dict[str, Any]:
     import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
 
-    client = triton_grpc_client(target)
-    wrong = grpcclient.InferInput("nope", [1, 8], "FP32")
-    wrong.set_data_from_numpy(FLOWS[:1])
-    try:
-        client.infer("anomaly", [wrong])
-    except InferenceServerException as error:
-        return {"status": error.status(), "message": error.message()}
-    return {"status": None}
+    return refused_input(triton_grpc_client(target), grpcclient)
 
 
 # ---------------------------------------------------------------------------- kserve.InferenceGRPCClient
