@@ -11,6 +11,7 @@ helm install/upgrade, `--keep-namespaces`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -94,9 +95,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 # -- cluster ------------------------------------------------------------------------------
 
 
+def uncaptured(pytest_config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    """Output straight to the terminal, past pytest's capture (for progress lines of long work)."""
+    capture = pytest_config.pluginmanager.getplugin("capturemanager")
+    return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[providers.Cluster]:
-    with providers.provide(request.config.getoption("--cluster")) as provided:
+    # A first run builds Kubernetes and images before the cluster starts (minutes): its
+    # progress lines reach the terminal as they happen, not at the end in a captured block.
+    with contextlib.ExitStack() as stack:
+        with uncaptured(request.config):
+            provided = stack.enter_context(providers.provide(request.config.getoption("--cluster")))
         yield provided
 
 

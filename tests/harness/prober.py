@@ -58,6 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 # Linux: bind the source address now but choose the port at connect() time, with the
@@ -73,19 +74,27 @@ STOP_GRACE_S = 5.0
 PROBER_FAULTS = ("ProberOverload", "ProberError")
 # The load generator's CPU priority over the cluster (nice 0): see prioritise_load.
 LOAD_NICENESS = -10
+AUTOGROUP = Path("/proc/self/autogroup")
+AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
 def prioritise_load(niceness: int = LOAD_NICENESS) -> str:
-    """Give the calling thread, and every thread it starts from now on, CPU priority.
+    """Give the calling thread, every thread and process it starts from now on, CPU priority.
 
     The probers stand for clients on other machines. On a small machine the cluster under
     test (three TensorFlow pods starting at once, the control plane, the node containers)
     shares the cores with them and can starve the probers' threads by over a second, which
     guarantees.sound then rightly refuses to believe. Linux niceness is per thread and
-    inherited by threads created later, so calling this from the test process's main thread
-    before any prober starts covers every prober and worker thread. Needs CAP_SYS_NICE
-    (root); without it the probers run at the default priority and the lag check still
-    judges them. Returns a line saying which.
+    inherited by threads and processes created later, so calling this from the test
+    process's main thread before any prober starts covers every prober and worker. Needs
+    CAP_SYS_NICE (root); without it the probers run at the default priority and the lag
+    check still judges them. Returns a line saying which.
+
+    A thread's niceness only orders it against threads of the same scheduling group. With
+    autogroup scheduling (kernel.sched_autogroup_enabled, on in most distributions' kernels)
+    every session is one group, weighed against the others (and against cgroups such as
+    Docker's, which hold the kind nodes) by the group's own niceness: the test's session
+    would get no more CPU than one node container. So the session's autogroup is raised too.
     """
     try:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
@@ -94,7 +103,19 @@ def prioritise_load(niceness: int = LOAD_NICENESS) -> str:
             f"probers at default CPU priority (nice {os.getpriority(os.PRIO_PROCESS, 0)}): "
             f"could not set nice {niceness}: {exc}"
         )
-    return f"probers at CPU priority nice {niceness}, above the cluster's pods (nice 0)"
+    group = raise_autogroup(niceness)
+    return f"probers at CPU priority nice {niceness}, above the cluster's pods (nice 0){group}"
+
+
+def raise_autogroup(niceness: int, autogroup: Path = AUTOGROUP) -> str:
+    """Set this session's autogroup niceness; what was done, as the tail of prioritise_load's line."""
+    if not AUTOGROUP_ENABLED.is_file() or AUTOGROUP_ENABLED.read_text().strip() != "1":
+        return ""
+    try:
+        autogroup.write_text(f"{niceness}\n")
+    except OSError as exc:
+        return f"; its session's autogroup stays at nice 0 ({exc}), so the priority holds only within it"
+    return "; its session's autogroup too (autogroup scheduling weighs sessions before threads)"
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from harness import slo
-from harness.prober import KeepAlivePool, NewConnections, Prober, RequestRecord, Target
+from harness.prober import LOAD_NICENESS, KeepAlivePool, NewConnections, Prober, RequestRecord, Target
 
 
 class FakeModelServer(BaseHTTPRequestHandler):
@@ -279,3 +283,33 @@ def test_keep_alive_pool_opens_an_extra_connection_instead_of_waiting(server):
     assert max(record.sent_at - record.scheduled_at for record in records) < 0.1
     assert pool.stats()["overflow_connections"] >= 3
     assert {record.connection for record in records} - {0}  # overflow connections have their own numbers
+
+
+PRIORITISE_AND_SHOW = (
+    "from harness.prober import prioritise_load; from pathlib import Path; "
+    "print(prioritise_load()); print(Path('/proc/self/autogroup').read_text().strip())"
+)
+
+
+def test_the_load_priority_covers_the_sessions_autogroup():
+    """A thread's nice orders it only within its session's autogroup: the group is raised too.
+
+    Run in a session of its own (its own autogroup), so the test process's group is untouched.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", PRIORITISE_AND_SHOW],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    line, autogroup = result.stdout.splitlines()
+    autogroups_on = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    if os.geteuid() != 0:
+        assert line.startswith("probers at default CPU priority"), line
+    elif autogroups_on:
+        assert autogroup.endswith(f"nice {LOAD_NICENESS}"), (line, autogroup)
+        assert "autogroup too" in line, line
+    else:
+        assert "autogroup" not in line, line
