@@ -96,6 +96,8 @@ class Server(ABC):
     # Its request() is a gRPC call, driven by ghz, not wrk. Such an entry is its REST twin's
     # server driven on its gRPC port, so the cold start does not measure it again.
     speaks_grpc = False
+    # Its HTTP port's /metrics has the tfms_batch_size histogram: each run records its batches.
+    exposes_batch_metrics = False
 
     def python(self) -> Path:
         if self.venv is None:
@@ -128,6 +130,8 @@ class Server(ABC):
 
 class Ours(Server):
     """tf-model-server itself, with adaptive batching on or off."""
+
+    exposes_batch_metrics = True
 
     def __init__(self, batching: bool) -> None:
         self.batching = batching
