@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import tf_floor
+from bench.servers import BASELINE
 from bench.stages import STAGE_ORDER
 
 OURS = "ours"
@@ -40,7 +41,7 @@ CEILING_TARGET = 0.6
 CEILINGS = {CEILING: (OURS, CEILING_TARGET), CEILING_GRPC: (OURS_GRPC, None)}
 COLD_START_TARGET = 1.2
 SERVER_ORDER = (
-    OURS, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
+    OURS, BASELINE, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
 )  # fmt: skip
 GENERATOR_SATURATED = 0.9  # share of its core above which a load generator may be the limit
 
@@ -150,6 +151,17 @@ def model_ratios(load: dict) -> dict:
                 "target": target,
                 "met": None if target is None else value is not None and value >= target,
             }
+    ceiling_peak = peak(points_of(load.get(CEILING, {})))
+    baseline_peak = peak(points_of(load.get(BASELINE, {})))
+    ours_peak = peak(points_of(load.get(OURS, {})))
+    if ceiling_peak and baseline_peak and ours_peak:
+        result["baseline"] = {
+            "ours_peak": ours_peak.to_dict(),
+            "baseline_peak": baseline_peak.to_dict(),
+            "ours_over_baseline": ratio(ours_peak.throughput, baseline_peak.throughput),
+            "ours_over_ceiling": ratio(ours_peak.throughput, ceiling_peak.throughput),
+            "baseline_over_ceiling": ratio(baseline_peak.throughput, ceiling_peak.throughput),
+        }
     ours = points_of(load.get(OURS, {}))
     no_batch = points_of(load.get(NO_BATCH, {}))
     if ours and no_batch:
@@ -277,6 +289,19 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
         ]
     for server, compared in model_ratio.get("grpc_vs_rest", {}).items():
         lines += ["", protocol_line(server, compared)]
+    baseline = model_ratio.get("baseline")
+    if baseline:
+        ours_rps, baseline_rps = (
+            baseline["ours_peak"]["throughput_rps"],
+            baseline["baseline_peak"]["throughput_rps"],
+        )
+        lines += [
+            "",
+            f"Before and after (`{BASELINE}` is the other checkout): peaks {fmt(ours_rps)} vs "
+            f"{fmt(baseline_rps)} req/s (**{times(baseline['ours_over_baseline'])}**); of the ceiling: "
+            f"ours {fmt(baseline['ours_over_ceiling'], 2)}, "
+            f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}.",
+        ]
     return "\n".join(lines)
 
 

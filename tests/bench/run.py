@@ -57,6 +57,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="seconds per batch size of the TensorFlow floor at the end of each round (0 = no floor, "
         "no serial limit)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help=f"also run `{servers.BASELINE}`: the server from another checkout (e.g. a `git worktree` of "
+        "the commit before a change), measured round-robin beside ours",
+    )
     parser.add_argument("--cold-rounds", type=int, default=3, help="cold-start rounds (0 = skip)")
     parser.add_argument("--cold-model", default="anomaly", help="model used for the cold-start phase")
     parser.add_argument("--no-container", action="store_true", help="skip the in-container cold start")
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {loadgen.LOAD_CPU})
     loadgen.ensure_wrk()
     chosen = servers.by_names([s for s in args.servers.split(",") if s])
+    if args.baseline is not None:
+        chosen.append(servers.OursBaseline(args.baseline))
     if any(server.speaks_grpc for server in chosen):
         grpc_loadgen.ensure_ghz()
     if args.profile > 0:
