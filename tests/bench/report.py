@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import tf_floor
+from bench.servers import BASELINE
 from bench.stages import STAGE_ORDER
 
 OURS = "ours"
@@ -39,7 +41,7 @@ CEILING_TARGET = 0.6
 CEILINGS = {CEILING: (OURS, CEILING_TARGET), CEILING_GRPC: (OURS_GRPC, None)}
 COLD_START_TARGET = 1.2
 SERVER_ORDER = (
-    OURS, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
+    OURS, BASELINE, NO_BATCH, OURS_GRPC, "naive", MLSERVER, MLSERVER_GRPC, "bentoml", CEILING, CEILING_GRPC
 )  # fmt: skip
 GENERATOR_SATURATED = 0.9  # share of its core above which a load generator may be the limit
 
@@ -149,6 +151,17 @@ def model_ratios(load: dict) -> dict:
                 "target": target,
                 "met": None if target is None else value is not None and value >= target,
             }
+    ceiling_peak = peak(points_of(load.get(CEILING, {})))
+    baseline_peak = peak(points_of(load.get(BASELINE, {})))
+    ours_peak = peak(points_of(load.get(OURS, {})))
+    if ceiling_peak and baseline_peak and ours_peak:
+        result["baseline"] = {
+            "ours_peak": ours_peak.to_dict(),
+            "baseline_peak": baseline_peak.to_dict(),
+            "ours_over_baseline": ratio(ours_peak.throughput, baseline_peak.throughput),
+            "ours_over_ceiling": ratio(ours_peak.throughput, ceiling_peak.throughput),
+            "baseline_over_ceiling": ratio(baseline_peak.throughput, ceiling_peak.throughput),
+        }
     ours = points_of(load.get(OURS, {}))
     no_batch = points_of(load.get(NO_BATCH, {}))
     if ours and no_batch:
@@ -174,6 +187,12 @@ def model_ratios(load: dict) -> dict:
 
 def ratios(results: dict) -> dict:
     out = {model: model_ratios(load) for model, load in results["load"].items()}
+    top = max(results["config"]["concurrency"])
+    for model, floor in results.get("tf_floor", {}).items():
+        load = results["load"].get(model, {})
+        limit = tf_floor.serial_limit(floor, load.get(OURS, {}), load.get(CEILING, {}), top)
+        if limit is not None:
+            out.setdefault(model, {})["serial_limit"] = limit
     cold = results.get("cold_start")
     if cold and OURS in cold.get("servers", {}):
         out["cold_start"] = {
@@ -270,6 +289,19 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
         ]
     for server, compared in model_ratio.get("grpc_vs_rest", {}).items():
         lines += ["", protocol_line(server, compared)]
+    baseline = model_ratio.get("baseline")
+    if baseline:
+        ours_rps, baseline_rps = (
+            baseline["ours_peak"]["throughput_rps"],
+            baseline["baseline_peak"]["throughput_rps"],
+        )
+        lines += [
+            "",
+            f"Before and after (`{BASELINE}` is the other checkout): peaks {fmt(ours_rps)} vs "
+            f"{fmt(baseline_rps)} req/s (**{times(baseline['ours_over_baseline'])}**); of the ceiling: "
+            f"ours {fmt(baseline['ours_over_ceiling'], 2)}, "
+            f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}.",
+        ]
     return "\n".join(lines)
 
 
@@ -352,6 +384,8 @@ def markdown(results: dict) -> str:
         ]
     for model, load in results["load"].items():
         out += [summary_table(model, load, results["ratios"].get(model, {})), ""]
+    for model, floor in results.get("tf_floor", {}).items():
+        out += [floor_table(model, floor, results["ratios"].get(model, {}).get("serial_limit")), ""]
     if results.get("cold_start"):
         out += [cold_table(results["cold_start"]), ""]
     for model, load in results["load"].items():
@@ -365,6 +399,40 @@ def markdown(results: dict) -> str:
     if generator:
         out += [generator, ""]
     return "\n".join(out)
+
+
+def floor_table(model: str, floor: dict, limit: dict | None) -> str:
+    """TensorFlow's own CPU at each batch size, then the serial limit and ours against it."""
+    sizes = list(floor["summary"])
+    lines = [
+        f"**{model}** — the TensorFlow floor: `serving_default` called in a loop on a prebuilt batch, "
+        "same core and threads, no server (median of rounds, min-max):",
+        "",
+        "| rows per call | " + " | ".join(sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+        "| TF CPU µs per call | "
+        + " | ".join(spread(floor["summary"][s]["cpu_us_per_call"], 0) for s in sizes)
+        + " |",
+        "| TF CPU µs per row | "
+        + " | ".join(spread(floor["summary"][s]["cpu_us_per_row"], 1) for s in sizes)
+        + " |",
+    ]
+    if limit is None:
+        return "\n".join([*lines, "", "No serial limit: the run lacks ours, the ceiling or our batch sizes."])
+    lines += [
+        "",
+        f"Serial limit at {limit['concurrency']} connections = 1 / (ceiling CPU per request + TF CPU per "
+        "row at the batch size ours reached), per round:",
+        "",
+        "| ceiling CPU µs/req | rows per TF call (share in the top bucket) | TF CPU µs per row there "
+        "| serial limit req/s | ours req/s | **ours / limit** |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {spread(limit['ceiling_cpu_us_per_request'], 0)} "
+        f"| {fmt(limit['mean_rows_per_call']['median'])} ({limit['top_bucket_share']['median']:.0%}) "
+        f"| {spread(limit['tf_cpu_us_per_row'], 1)} | {spread(limit['limit_rps'], 0)} "
+        f"| {spread(limit['ours_rps'], 0)} | **{spread(limit['ours_over_limit'], 2)}** |",
+    ]
+    return "\n".join(lines)
 
 
 def profiled(load: dict) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ops.paths import REPORTS_DIR
 
-from bench import coldstart, grpc_loadgen, loadgen, procs, report, servers, stages, throughput
+from bench import coldstart, grpc_loadgen, loadgen, procs, report, servers, stages, tf_floor, throughput
 from bench.models import DEFAULT_MODEL_BASE, build_demo_models, load_model
 from bench.venvs import PROJECT_VENV
 
@@ -50,6 +50,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="after the measured runs, one run this long of ours / ours-nobatch / the ceiling under py-spy "
         "at the highest concurrency: time per request by stage, py-spy samples (0 = off)",
     )
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=tf_floor.FLOOR_SECONDS,
+        help="seconds per batch size of the TensorFlow floor at the end of each round (0 = no floor, "
+        "no serial limit)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help=f"also run `{servers.BASELINE}`: the server from another checkout (e.g. a `git worktree` of "
+        "the commit before a change), measured round-robin beside ours",
+    )
     parser.add_argument("--cold-rounds", type=int, default=3, help="cold-start rounds (0 = skip)")
     parser.add_argument("--cold-model", default="anomaly", help="model used for the cold-start phase")
     parser.add_argument("--no-container", action="store_true", help="skip the in-container cold start")
@@ -66,6 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.smoke:
         args.models, args.servers, args.concurrency = "anomaly", ",".join(SMOKE_SERVERS), "1,4"
         args.duration, args.runs, args.warmup, args.cold_rounds = 1.0, 1, 1.0, 1
+        args.floor_seconds = 0.5
         args.no_container = True
         args.out = REPORTS_DIR / "bench-smoke"
     return args
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {loadgen.LOAD_CPU})
     loadgen.ensure_wrk()
     chosen = servers.by_names([s for s in args.servers.split(",") if s])
+    if args.baseline is not None:
+        chosen.append(servers.OursBaseline(args.baseline))
     if any(server.speaks_grpc for server in chosen):
         grpc_loadgen.ensure_ghz()
     if args.profile > 0:
@@ -114,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         runs=args.runs,
         warmup_s=args.warmup,
         profile_s=args.profile,
+        floor_s=args.floor_seconds,
     )
     before = os.getloadavg()[0]
     if before >= QUIET_LOAD:
@@ -165,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                 cold_model, chosen, args.cold_rounds, not args.no_container, workdir, python
             )
         for model in models:
-            results["load"][model.name] = throughput.measure_model(model, chosen, plan, workdir)
+            load, floor = throughput.measure_model(model, chosen, plan, workdir)
+            results["load"][model.name] = load
+            if floor is not None:
+                results.setdefault("tf_floor", {})[model.name] = floor
     results["load_average"] = {"before": f"{before:.2f}", "after": load_average()}
     results["ratios"] = report.ratios(results)
     paths = report.write(results, args.out)

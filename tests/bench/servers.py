@@ -96,6 +96,8 @@ class Server(ABC):
     # Its request() is a gRPC call, driven by ghz, not wrk. Such an entry is its REST twin's
     # server driven on its gRPC port, so the cold start does not measure it again.
     speaks_grpc = False
+    # Its HTTP port's /metrics has the tfms_batch_size histogram: each run records its batches.
+    exposes_batch_metrics = False
 
     def python(self) -> Path:
         if self.venv is None:
@@ -129,10 +131,13 @@ class Server(ABC):
 class Ours(Server):
     """tf-model-server itself, with adaptive batching on or off."""
 
+    exposes_batch_metrics = True
+
     def __init__(self, batching: bool) -> None:
         self.batching = batching
         self.name = "ours" if batching else "ours-nobatch"
         self.description = f"tf-model-server, batching {'on' if batching else 'off'}"
+        self.image_dir = REPO_ROOT / "image"
 
     def argv(self, model: Model, port: int, workdir: Path) -> list[str]:
         return [str(self.python()), "-m", "modelserver"]
@@ -140,7 +145,7 @@ class Ours(Server):
     def env(self, model: Model, port: int, workdir: Path) -> dict[str, str]:
         return one_cpu_env(
             {
-                "PYTHONPATH": str(REPO_ROOT / "image"),
+                "PYTHONPATH": str(self.image_dir),
                 "TFMS_HOST": "127.0.0.1",
                 "TFMS_PORT": str(port),
                 # Its own port: the default 8500 would be taken by the first `ours` started.
@@ -176,6 +181,19 @@ class OursGrpc(Ours):
 
     def request(self, model: Model) -> Request:
         return model_infer_request(model)
+
+
+class OursBaseline(Ours):
+    """tf-model-server from another checkout (`--baseline DIR`): a hot-path change before and after,
+    side by side in one run, with this checkout's harness, settings and venv."""
+
+    def __init__(self, checkout: Path) -> None:
+        super().__init__(batching=True)
+        self.image_dir = checkout.resolve() / "image"
+        if not (self.image_dir / "modelserver" / "__main__.py").is_file():
+            raise SystemExit(f"--baseline {checkout}: no image/modelserver/__main__.py there")
+        self.name = BASELINE
+        self.description = f"tf-model-server from {checkout}, batching on"
 
 
 class Ceiling(Server):
@@ -339,6 +357,9 @@ class BentoML(Server):
         # BentoML's native JSON: the API argument is named `instances`, so the body is
         # byte-for-byte the TF Serving one; the path is the API's.
         return Request("/predict", model.tfserving_body(), "BentoML API (same JSON body)")
+
+
+BASELINE = "ours-baseline"
 
 
 def all_servers() -> list[Server]:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import grpc_loadgen, loadgen, procs, stages
+from bench import grpc_loadgen, loadgen, procs, stages, tf_floor
 from bench.models import Model
 from bench.servers import MAX_BATCH_SIZE, STARTUP_TIMEOUT_SECONDS, Request, Server
 
@@ -33,6 +33,7 @@ class LoadPlan:
     runs: int
     warmup_s: float
     profile_s: float = 0.0  # > 0: one more run per profiled server under py-spy (bench.stages)
+    floor_s: float = tf_floor.FLOOR_SECONDS  # per batch size, each round (bench.tf_floor); 0 = off
 
 
 @dataclass
@@ -150,6 +151,9 @@ def describe(record: dict) -> str:
         f"server {record['server_cpu_fraction']:.2f} core {record['server_cpu_us_per_request']:7.1f} us/req  "
         f"load gen {record['load_cpu_fraction']:.2f} core  others {record['other_load_on_server_core']:.2f}"
     )
+    batches = record.get("batches")
+    if batches:
+        text += f"  rows/call {batches['mean_rows_per_call']:g}"
     if record["errors"] or record["non_2xx"]:
         text += f"  errors {record['errors']} non-2xx {record['non_2xx']}"
     return text
@@ -159,8 +163,11 @@ def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[
     """One load generator run, plus the CPU the server's process tree spent on it.
 
     Also what else ran on the server's core meanwhile (other processes on this shared
-    machine): the core's busy time minus the server's own.
+    machine): the core's busy time minus the server's own. For our server, its TensorFlow
+    calls in the run (scraped from /metrics outside the timed window).
     """
+    scrape = entry.server.exposes_batch_metrics
+    metrics_before = stages.scrape_metrics(entry.process.port) if scrape else ""
     tree = entry.process.tree()
     cpu_before = procs.tree_cpu_seconds(tree)
     core_before = procs.cpu_busy_seconds(procs.SERVER_CPU)
@@ -172,6 +179,10 @@ def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[
         "server_cpu_us_per_request": round(1e6 * cpu / max(result.requests, 1), 1),
         "other_load_on_server_core": round(max(foreign, 0.0) / result.duration_s, 3),
     }
+    if scrape:
+        metrics_after = stages.scrape_metrics(entry.process.port)
+        batches = stages.batch_stats(metrics_before, metrics_after, MAX_BATCH_SIZE)
+        record["batches"] = batches.to_dict() if batches is not None else None
     return result, record
 
 
@@ -197,9 +208,42 @@ def summarize(records: list[dict]) -> dict:
     }
 
 
-def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: Path) -> dict:
+def mean_rows_at(entry: Running | None, concurrency: int) -> float | None:
+    """Rows per TensorFlow call in the server's latest run at that concurrency (None: not recorded)."""
+    if entry is None or not entry.results.get(concurrency):
+        return None
+    batches = entry.results[concurrency][-1].get("batches")
+    return batches["mean_rows_per_call"] if batches else None
+
+
+def start_floor(model: Model, workdir: Path) -> tf_floor.FloorProcess | None:
+    log(f"{model.name}: starting the TensorFlow floor (in-process call loop, same core and threads)")
+    try:
+        floor = tf_floor.FloorProcess(model, workdir / f"{model.name}-tf-floor.log")
+    except tf_floor.FloorFailed as failure:
+        log(f"{model.name}: TensorFlow floor FAILED: {failure}")
+        return None
+    log(f"{model.name}: TensorFlow floor loaded in {floor.load_s:.1f}s")
+    return floor
+
+
+def measure_floor_round(
+    model: Model, floor: tf_floor.FloorProcess, mean_rows: float | None, seconds: float
+) -> dict:
+    measured = tf_floor.measure_round(floor, mean_rows, seconds)
+    per_row = "  ".join(f"{rows} rows {point['cpu_us_per_row']:.1f}" for rows, point in measured.items())
+    log(f"{model.name} TensorFlow floor, CPU us per row: {per_row}")
+    return measured
+
+
+def measure_model(
+    model: Model, servers: list[Server], plan: LoadPlan, workdir: Path
+) -> tuple[dict, dict | None]:
+    """Every server's points (and profiles) on one model; and the TensorFlow floor's, if planned."""
     report: dict[str, dict] = {}
     running: list[Running] = []
+    floor: tf_floor.FloorProcess | None = None
+    floor_rounds: list[dict] = []
     try:
         for server in servers:
             log(f"{model.name}: starting {server.name}")
@@ -214,10 +258,13 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
                 running = [r for r in running if r.server is not server]
                 continue
             log(f"{model.name}: {server.name} ready in {process.ready_after:.1f}s on port {process.port}")
+        if plan.floor_s > 0:
+            floor = start_floor(model, workdir)
         top = max(plan.concurrency)
         for entry in running:
             log(f"{model.name}: warming up {entry.server.name} ({plan.warmup_s:g}s at {top} connections)")
             entry.load(top, plan.warmup_s)
+        ours = next((entry for entry in running if entry.server.name == tf_floor.OURS), None)
         sampler = MemorySampler([entry.process for entry in running])
         sampler.start()
         for run_index in range(plan.runs):
@@ -231,6 +278,14 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
                     entry.results.setdefault(concurrency, []).append(record)
                     progress = f"{model.name} run {run_index + 1}/{plan.runs}"
                     log(f"{progress} {entry.server.name:13s} {describe(record)}")
+            if floor is not None:
+                try:
+                    mean_rows = mean_rows_at(ours, top)
+                    floor_rounds.append(measure_floor_round(model, floor, mean_rows, plan.floor_s))
+                except tf_floor.FloorFailed as failure:
+                    log(f"{model.name}: TensorFlow floor FAILED: {failure}")
+                    floor.stop()
+                    floor = None
         sampler.stop()
         profiles = profile_servers(model, running, plan, workdir) if plan.profile_s > 0 else {}
         for entry in running:
@@ -250,7 +305,11 @@ def measure_model(model: Model, servers: list[Server], plan: LoadPlan, workdir: 
     finally:
         for entry in running:
             entry.process.stop()
-    return report
+        if floor is not None:
+            floor.stop()
+    if not floor_rounds:
+        return report, None
+    return report, {"rounds": floor_rounds, "summary": tf_floor.summarize(floor_rounds)}
 
 
 def profile_servers(model: Model, running: list[Running], plan: LoadPlan, workdir: Path) -> dict[str, dict]:
