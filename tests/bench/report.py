@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import tf_floor
-from bench.servers import BASELINE
+from bench.servers import BASELINE, OURS
 from bench.stages import STAGE_ORDER
 
-OURS = "ours"
 OURS_GRPC = "ours-grpc"
 NO_BATCH = "ours-nobatch"
 CEILING = "ceiling"

@@ -89,6 +89,10 @@ def model_infer_request(model: Model) -> Request:
     )
 
 
+# The batching server: the one every comparison, and the TensorFlow floor's mean batch, is about.
+OURS = "ours"
+
+
 class Server(ABC):
     name: str
     description: str
@@ -135,7 +139,7 @@ class Ours(Server):
 
     def __init__(self, batching: bool) -> None:
         self.batching = batching
-        self.name = "ours" if batching else "ours-nobatch"
+        self.name = OURS if batching else "ours-nobatch"
         self.description = f"tf-model-server, batching {'on' if batching else 'off'}"
         self.image_dir = REPO_ROOT / "image"
 

@@ -38,9 +38,6 @@ FLOOR_BATCH_SIZES = (1, 8, 32, 64)
 FLOOR_SECONDS = 2.0
 LOAD_TIMEOUT_SECONDS = 180.0
 WORKER = Path(__file__).resolve().parent / "floor_worker.py"
-# The server whose mean batch the floor is measured at, and the one whose CPU per request it adds.
-OURS = "ours"
-CEILING = "ceiling"
 
 
 class FloorFailed(RuntimeError):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import grpc_loadgen, loadgen, procs, stages, tf_floor
 from bench.models import Model
-from bench.servers import MAX_BATCH_SIZE, STARTUP_TIMEOUT_SECONDS, Request, Server
+from bench.servers import MAX_BATCH_SIZE, OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
 
 MEMORY_SAMPLE_SECONDS = 0.5
 # A gRPC port may open a moment after the HTTP readiness answers 200.
@@ -264,7 +264,7 @@ def measure_model(
         for entry in running:
             log(f"{model.name}: warming up {entry.server.name} ({plan.warmup_s:g}s at {top} connections)")
             entry.load(top, plan.warmup_s)
-        ours = next((entry for entry in running if entry.server.name == tf_floor.OURS), None)
+        ours = next((entry for entry in running if entry.server.name == OURS), None)
         sampler = MemorySampler([entry.process for entry in running])
         sampler.start()
         for run_index in range(plan.runs):
