@@ -9,15 +9,17 @@ answers one JSON line per JSON line on stdin:
     {"path": ..., "signature": ..., "input": ..., "dtype": ..., "instance": [...], "threads": 1}
         -> {"ready": true, "load_s": ...}
     {"rows": 32, "seconds": 2.0}
-        -> {"rows": 32, "calls": ..., "cpu_s": ..., "wall_s": ...}
+        -> {"rows": 32, "calls": ..., "cpu_s": ..., "tf_threads_cpu_s": ..., "wall_s": ...}
 
 The batch is built once per command, so the loop times TensorFlow alone. CPU is the
-whole process's (TensorFlow's own pools included). EOF ends it.
+whole process's (TensorFlow's own pools included); `tf_threads_cpu_s` is the part of it
+TensorFlow's own threads spent (thread_cpu.py, next to this file). EOF ends it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from modelserver.cpu import ThreadCounts
 from modelserver.loader import load_and_warm_up
+from thread_cpu import process_thread_cpu
 
 MIN_CALLS = 3
 
@@ -48,6 +51,7 @@ def main() -> None:
         inputs = {config["input"]: np.repeat(instance[np.newaxis], rows, axis=0)}
         signature.run(inputs)  # a new batch shape may build a new graph once: not the floor
         calls = 0
+        threads_start = process_thread_cpu(os.getpid())
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         deadline = wall_start + float(command["seconds"])
         while calls < MIN_CALLS or time.perf_counter() < deadline:
@@ -58,6 +62,7 @@ def main() -> None:
                 "rows": rows,
                 "calls": calls,
                 "cpu_s": time.process_time() - cpu_start,
+                "tf_threads_cpu_s": (process_thread_cpu(os.getpid()) - threads_start).tensorflow_s,
                 "wall_s": time.perf_counter() - wall_start,
             }
         )

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.thread_cpu import CLOCK_TICKS
+
 SERVER_CPU = 1
 READY_POLL_SECONDS = 0.02
 STOP_GRACE_SECONDS = 15.0
@@ -210,22 +212,6 @@ def tree_pss_bytes(pids: Sequence[int]) -> int:
         except OSError:
             continue
     return total
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time used so far by every process (all threads) in the tree."""
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
 
 
 def cpu_busy_seconds(cpu: int) -> float:

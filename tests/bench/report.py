@@ -431,7 +431,29 @@ def floor_table(model: str, floor: dict, limit: dict | None) -> str:
         f"| {spread(limit['tf_cpu_us_per_row'], 1)} | {spread(limit['limit_rps'], 0)} "
         f"| {spread(limit['ours_rps'], 0)} | **{spread(limit['ours_over_limit'], 2)}** |",
     ]
+    if all(key in limit for key in tf_floor.GAP_KEYS):
+        lines += ["", *gap_table(limit)]
     return "\n".join(lines)
+
+
+def gap_table(limit: dict) -> list[str]:
+    """Where ours' CPU beyond the limit goes: TensorFlow's own threads, or the Python around them."""
+    parts = (
+        ("TensorFlow's threads (`tf_*`): its kernels", "tf_threads"),
+        ("every other thread: HTTP, parsing, queue, encoding, the call into TensorFlow", "other_threads"),
+    )
+    lines = [
+        "Ours' CPU per request beside the limit's, by thread (/proc; the limit's TensorFlow part is the "
+        "floor's own threads per row, its other part the ceiling plus the floor's dispatch per row):",
+        "",
+        "| threads | ours µs/req | the limit's µs/req | ours beyond it |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key in parts:
+        ours = limit[f"ours_{key}_us_per_request"]["median"]
+        bound = limit[f"limit_{key}_us_per_request"]["median"]
+        lines.append(f"| {label} | {fmt(ours, 0)} | {fmt(bound, 0)} | {ours - bound:+,.0f} |")
+    return lines
 
 
 def profiled(load: dict) -> list[str]:

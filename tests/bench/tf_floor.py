@@ -50,6 +50,7 @@ class FloorPoint:
     calls: int
     cpu_s: float
     wall_s: float
+    tf_threads_cpu_s: float  # the part of cpu_s TensorFlow's own threads spent
 
     @property
     def cpu_us_per_call(self) -> float:
@@ -65,6 +66,7 @@ class FloorPoint:
             "calls": self.calls,
             "cpu_us_per_call": round(self.cpu_us_per_call, 1),
             "cpu_us_per_row": round(self.cpu_us_per_row, 2),
+            "tf_threads_cpu_us_per_row": round(1e6 * self.tf_threads_cpu_s / self.calls / self.rows, 2),
             "wall_us_per_call": round(1e6 * self.wall_s / self.calls, 1),
         }
 
@@ -116,7 +118,13 @@ class FloorProcess:
 
     def measure(self, rows: int, seconds: float = FLOOR_SECONDS) -> FloorPoint:
         answer = self.ask({"rows": rows, "seconds": seconds}, seconds + LOAD_TIMEOUT_SECONDS)
-        return FloorPoint(rows, int(answer["calls"]), float(answer["cpu_s"]), float(answer["wall_s"]))
+        return FloorPoint(
+            rows,
+            int(answer["calls"]),
+            float(answer["cpu_s"]),
+            float(answer["wall_s"]),
+            float(answer["tf_threads_cpu_s"]),
+        )
 
     def stop(self) -> None:
         stdin, _ = self.streams()
@@ -173,6 +181,33 @@ def summarize(rounds: list[dict[str, dict]]) -> dict:
     return summary
 
 
+GAP_KEYS = (
+    "ours_tf_threads_us_per_request",
+    "limit_tf_threads_us_per_request",
+    "ours_other_threads_us_per_request",
+    "limit_other_threads_us_per_request",
+)
+
+
+def gap_by_thread(ours_run: dict, ceiling_us: float, floor_point: dict) -> dict:
+    """Ours' CPU per request and the limit's, each split into TensorFlow's threads and the rest.
+
+    The limit's TensorFlow part is the floor's own threads per row (one row per request);
+    its rest is the ceiling's CPU plus the floor's dispatch per row. Empty for records
+    from before the split was measured.
+    """
+    ours_tf = ours_run.get("tf_threads_cpu_us_per_request")
+    floor_tf = floor_point.get("tf_threads_cpu_us_per_row")
+    if ours_tf is None or floor_tf is None:
+        return {}
+    return {
+        "ours_tf_threads_us_per_request": ours_tf,
+        "limit_tf_threads_us_per_request": floor_tf,
+        "ours_other_threads_us_per_request": round(ours_run["server_cpu_us_per_request"] - ours_tf, 1),
+        "limit_other_threads_us_per_request": round(ceiling_us + floor_point["cpu_us_per_row"] - floor_tf, 1),
+    }
+
+
 def serial_limit(floor: dict, ours: dict, ceiling: dict, concurrency: int) -> dict | None:
     """Per round: the limit from the ceiling's CPU per request and the floor at our mean batch.
 
@@ -196,7 +231,8 @@ def serial_limit(floor: dict, ours: dict, ceiling: dict, concurrency: int) -> di
         limit = 1e6 / (ceiling_us + tf_row_us)
         ours_rps = ours_runs[index]["throughput_rps"]
         rounds.append(
-            {
+            gap_by_thread(ours_runs[index], ceiling_us, floor_round[rows])
+            | {
                 "mean_rows_per_call": batches["mean_rows_per_call"],
                 "top_bucket_share": batches["top_bucket_share"],
                 "ceiling_cpu_us_per_request": ceiling_us,
@@ -212,7 +248,8 @@ def serial_limit(floor: dict, ours: dict, ceiling: dict, concurrency: int) -> di
     def over(key: str, digits: int) -> dict:
         return stats([r[key] for r in rounds], digits)
 
-    return {
+    split = {key: over(key, 1) for key in GAP_KEYS if all(key in r for r in rounds)}
+    return split | {
         "concurrency": concurrency,
         "rounds": rounds,
         "mean_rows_per_call": over("mean_rows_per_call", 1),

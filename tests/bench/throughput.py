@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import grpc_loadgen, loadgen, procs, stages, tf_floor
+from bench import grpc_loadgen, loadgen, procs, stages, tf_floor, thread_cpu
 from bench.models import Model
 from bench.servers import MAX_BATCH_SIZE, OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
 
@@ -160,7 +160,8 @@ def describe(record: dict) -> str:
 
 
 def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[loadgen.LoadResult, dict]:
-    """One load generator run, plus the CPU the server's process tree spent on it.
+    """One load generator run, plus the CPU the server's process tree spent on it (and the
+    part of it TensorFlow's own threads spent).
 
     Also what else ran on the server's core meanwhile (other processes on this shared
     machine): the core's busy time minus the server's own. For our server, its TensorFlow
@@ -169,14 +170,16 @@ def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[
     scrape = entry.server.exposes_batch_metrics
     metrics_before = stages.scrape_metrics(entry.process.port) if scrape else ""
     tree = entry.process.tree()
-    cpu_before = procs.tree_cpu_seconds(tree)
+    cpu_before = thread_cpu.tree_thread_cpu(tree)
     core_before = procs.cpu_busy_seconds(procs.SERVER_CPU)
     result = entry.load(concurrency, duration_s)
-    cpu = procs.tree_cpu_seconds(tree) - cpu_before
+    used = thread_cpu.tree_thread_cpu(tree) - cpu_before
+    cpu = used.total_s
     foreign = procs.cpu_busy_seconds(procs.SERVER_CPU) - core_before - cpu
     record = result.to_dict() | {
         "server_cpu_fraction": round(cpu / result.duration_s, 3),
         "server_cpu_us_per_request": round(1e6 * cpu / max(result.requests, 1), 1),
+        "tf_threads_cpu_us_per_request": round(1e6 * used.tensorflow_s / max(result.requests, 1), 1),
         "other_load_on_server_core": round(max(foreign, 0.0) / result.duration_s, 3),
     }
     if scrape:

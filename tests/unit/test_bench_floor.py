@@ -12,7 +12,9 @@ from bench import report, tf_floor, throughput
 
 
 def floor_point(rows: int, cpu_us_per_row: float) -> dict:
-    return tf_floor.FloorPoint(rows, 100, 100 * rows * cpu_us_per_row / 1e6, 1.0).to_dict()
+    """A floor point whose TensorFlow threads spent 90% of its CPU."""
+    cpu_s = 100 * rows * cpu_us_per_row / 1e6
+    return tf_floor.FloorPoint(rows, 100, cpu_s, 1.0, 0.9 * cpu_s).to_dict()
 
 
 FLOOR = {
@@ -38,9 +40,10 @@ def run_record(rps: float, cpu_us: float) -> dict:
     }
 
 
-def ours_run(rps: float, mean_rows: float | None) -> dict:
+def ours_run(rps: float, mean_rows: float | None, tf_threads_us: float | None = None) -> dict:
     batches = None if mean_rows is None else {"mean_rows_per_call": mean_rows, "top_bucket_share": 0.5}
-    return run_record(rps, 80.0) | {"batches": batches}
+    split = {} if tf_threads_us is None else {"tf_threads_cpu_us_per_request": tf_threads_us}
+    return run_record(rps, 80.0) | {"batches": batches} | split
 
 
 def ceiling_run(cpu_us: float) -> dict:
@@ -55,10 +58,11 @@ def reports(ours_runs: list[dict], ceiling_runs: list[dict]) -> tuple[dict, dict
 
 
 def test_a_floor_point_is_cpu_per_call_and_per_row():
-    point = tf_floor.FloorPoint(rows=32, calls=200, cpu_s=0.064, wall_s=0.07)
+    point = tf_floor.FloorPoint(rows=32, calls=200, cpu_s=0.064, wall_s=0.07, tf_threads_cpu_s=0.048)
     assert point.cpu_us_per_call == pytest.approx(320.0)
     assert point.cpu_us_per_row == pytest.approx(10.0)
     assert point.to_dict()["wall_us_per_call"] == pytest.approx(350.0)
+    assert point.to_dict()["tf_threads_cpu_us_per_row"] == pytest.approx(7.5)
 
 
 def test_each_round_adds_the_mean_batch_ours_reached_to_the_fixed_sizes():
@@ -109,3 +113,29 @@ def test_the_report_prints_the_floor_and_ours_against_the_serial_limit():
     assert "| TF CPU µs per row | 61.0 (60.0-62.0) | 12.5 (12.0-13.0) |" in table
     assert "**0.76 (0.72-0.80)**" in table
     assert "No serial limit" in report.floor_table("anomaly", floor, None)
+
+
+def test_the_gap_to_the_limit_is_split_between_tensorflows_threads_and_the_rest():
+    ours, ceiling = reports(
+        [ours_run(10000.0, 27.0, 6.0), ours_run(9000.0, 30.0, 5.0)], [ceiling_run(75.0), ceiling_run(76.0)]
+    )
+    limit = tf_floor.serial_limit(FLOOR, ours, ceiling, 64)
+    assert limit is not None
+    first, second = limit["rounds"]
+    # Round 1: the floor at 27 rows is 5.0 µs per row, 4.5 of it on TensorFlow's threads.
+    assert first["limit_tf_threads_us_per_request"] == pytest.approx(4.5)
+    assert first["ours_tf_threads_us_per_request"] == 6.0
+    assert first["ours_other_threads_us_per_request"] == pytest.approx(74.0)
+    assert first["limit_other_threads_us_per_request"] == pytest.approx(75.0 + 0.5)
+    assert second["limit_other_threads_us_per_request"] == pytest.approx(76.0 + 0.4)
+    table = report.floor_table("anomaly", FLOOR | {"summary": tf_floor.summarize(FLOOR["rounds"])}, limit)
+    assert "| TensorFlow's threads (`tf_*`): its kernels | 6 | 4 | +2 |" in table
+    assert "queue, encoding, the call into TensorFlow | 74 | 76 | -2 |" in table
+
+
+def test_records_from_before_the_split_give_the_limit_without_it():
+    ours, ceiling = reports([ours_run(10000.0, 27.0)], [ceiling_run(75.0)])
+    limit = tf_floor.serial_limit(FLOOR, ours, ceiling, 64)
+    assert limit is not None
+    assert not any(key in limit for key in tf_floor.GAP_KEYS)
+    assert "by thread" not in report.floor_table("anomaly", FLOOR | {"summary": {}}, limit)
