@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import tf_floor
-from bench.servers import BASELINE, OURS
+from bench.servers import BASELINE, MAX_BATCH_PREFIX, MAX_BATCH_SIZE, OURS
 from bench.stages import STAGE_ORDER
 
 OURS_GRPC = "ours-grpc"
@@ -162,6 +162,13 @@ def model_ratios(load: dict) -> dict:
             "baseline_over_ceiling": ratio(baseline_peak.throughput, ceiling_peak.throughput),
         }
     ours = points_of(load.get(OURS, {}))
+    variants = {
+        name: compared
+        for name in ordered([n for n in load if n.startswith(MAX_BATCH_PREFIX)])
+        if (compared := max_batch_vs_ours(ours, points_of(load[name]))) is not None
+    }
+    if variants:
+        result["max_batch"] = variants
     no_batch = points_of(load.get(NO_BATCH, {}))
     if ours and no_batch:
         top = max(p.concurrency for p in ours)
@@ -182,6 +189,24 @@ def model_ratios(load: dict) -> dict:
     if protocols:
         result["grpc_vs_rest"] = protocols
     return result
+
+
+def max_batch_vs_ours(ours: list[Point], variant: list[Point]) -> dict | None:
+    """Another max batch size against ours: throughput and p99 at every concurrency both ran."""
+    shared = sorted({p.concurrency for p in ours} & {p.concurrency for p in variant})
+    if not shared:
+        return None
+    by_concurrency = {}
+    for concurrency in shared:
+        mine, theirs = at_concurrency(ours, concurrency), at_concurrency(variant, concurrency)
+        assert mine is not None and theirs is not None
+        by_concurrency[str(concurrency)] = {
+            "ours_rps": mine.throughput,
+            "variant_rps": theirs.throughput,
+            "ours_p99_ms": mine.p99,
+            "variant_p99_ms": theirs.p99,
+        }
+    return {"by_concurrency": by_concurrency}
 
 
 def ratios(results: dict) -> dict:
@@ -217,8 +242,17 @@ def spread(stats: dict, digits: int = 1) -> str:
     return f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}-{fmt(stats['max'], digits)})"
 
 
+def server_rank(name: str) -> tuple[int, int]:
+    """Where a server's row goes: SERVER_ORDER, ours' max-batch variants (by size) right after ours."""
+    if name in SERVER_ORDER:
+        return SERVER_ORDER.index(name), 0
+    if name.startswith(MAX_BATCH_PREFIX) and name.removeprefix(MAX_BATCH_PREFIX).isdigit():
+        return SERVER_ORDER.index(OURS), int(name.removeprefix(MAX_BATCH_PREFIX))
+    return len(SERVER_ORDER), 0
+
+
 def ordered(names: list[str]) -> list[str]:
-    return sorted(names, key=lambda n: SERVER_ORDER.index(n) if n in SERVER_ORDER else len(SERVER_ORDER))
+    return sorted(names, key=server_rank)
 
 
 def detail_table(model: str, load: dict) -> str:
@@ -288,6 +322,8 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
         ]
     for server, compared in model_ratio.get("grpc_vs_rest", {}).items():
         lines += ["", protocol_line(server, compared)]
+    for name, compared in model_ratio.get("max_batch", {}).items():
+        lines += ["", max_batch_line(name, compared)]
     baseline = model_ratio.get("baseline")
     if baseline:
         ours_rps, baseline_rps = (
@@ -302,6 +338,23 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
             f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}.",
         ]
     return "\n".join(lines)
+
+
+def max_batch_line(name: str, compared: dict) -> str:
+    points = compared["by_concurrency"]
+    connections = " / ".join(points)
+    return (
+        f"Max batch size {MAX_BATCH_SIZE} (`{OURS}`) vs {name.removeprefix(MAX_BATCH_PREFIX)} (`{name}`) at "
+        f"{connections} connections: req/s "
+        + " / ".join(fmt(p["ours_rps"], 0) for p in points.values())
+        + " vs "
+        + " / ".join(fmt(p["variant_rps"], 0) for p in points.values())
+        + "; p99 ms "
+        + " / ".join(fmt(p["ours_p99_ms"], 1) for p in points.values())
+        + " vs "
+        + " / ".join(fmt(p["variant_p99_ms"], 1) for p in points.values())
+        + "."
+    )
 
 
 def protocol_line(server: str, compared: dict) -> str:

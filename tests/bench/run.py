@@ -64,6 +64,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"also run `{servers.BASELINE}`: the server from another checkout (e.g. a `git worktree` of "
         "the commit before a change), measured round-robin beside ours",
     )
+    parser.add_argument(
+        "--max-batch-sizes",
+        default="",
+        metavar="N,...",
+        help=f"also run `{servers.OURS}-bN` for each N: ours with at most N rows per model call (ours "
+        f"itself uses {servers.MAX_BATCH_SIZE}), round-robin beside it: the batch-size default, measured",
+    )
     parser.add_argument("--cold-rounds", type=int, default=3, help="cold-start rounds (0 = skip)")
     parser.add_argument("--cold-model", default="anomaly", help="model used for the cold-start phase")
     parser.add_argument("--no-container", action="store_true", help="skip the in-container cold start")
@@ -84,6 +91,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.no_container = True
         args.out = REPORTS_DIR / "bench-smoke"
     return args
+
+
+def max_batch_sizes(option: str) -> list[int]:
+    """`--max-batch-sizes 16,64` -> [16, 64]; anything but whole numbers from 1 up is refused."""
+    sizes = [part.strip() for part in option.split(",") if part.strip()]
+    if not all(size.isdigit() and int(size) >= 1 for size in sizes):
+        raise SystemExit(f"--max-batch-sizes {option!r}: give whole numbers from 1 up, e.g. 16,64")
+    return [int(size) for size in sizes]
 
 
 def machine() -> dict:
@@ -121,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = servers.by_names([s for s in args.servers.split(",") if s])
     if args.baseline is not None:
         chosen.append(servers.OursBaseline(args.baseline))
+    chosen += [servers.OursMaxBatch(size) for size in max_batch_sizes(args.max_batch_sizes)]
     if any(server.speaks_grpc for server in chosen):
         grpc_loadgen.ensure_ghz()
     if args.profile > 0:

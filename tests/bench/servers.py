@@ -91,6 +91,7 @@ def model_infer_request(model: Model) -> Request:
 
 # The batching server: the one every comparison, and the TensorFlow floor's mean batch, is about.
 OURS = "ours"
+MAX_BATCH_PREFIX = f"{OURS}-b"  # + N: ours with another max batch size (`--max-batch-sizes`)
 
 
 class Server(ABC):
@@ -102,6 +103,8 @@ class Server(ABC):
     speaks_grpc = False
     # Its HTTP port's /metrics has the tfms_batch_size histogram: each run records its batches.
     exposes_batch_metrics = False
+    # The most rows it puts in one model call (the top of its batch-size histogram).
+    max_batch_size = MAX_BATCH_SIZE
 
     def python(self) -> Path:
         if self.venv is None:
@@ -157,7 +160,7 @@ class Ours(Server):
                 "TFMS_MODEL_BASE_PATH": str(model.path.parent.parent),
                 "TFMS_MODEL_NAME": model.name,
                 "TFMS_BATCH_ENABLED": "true" if self.batching else "false",
-                "TFMS_BATCH_MAX_SIZE": str(MAX_BATCH_SIZE),
+                "TFMS_BATCH_MAX_SIZE": str(self.max_batch_size),
                 "TFMS_BATCH_MAX_WAIT_MS": str(MAX_BATCH_WAIT_MS),
                 "TFMS_INTRA_OP_THREADS": str(TF_THREADS),
                 "TFMS_INTER_OP_THREADS": str(TF_THREADS),
@@ -198,6 +201,16 @@ class OursBaseline(Ours):
             raise SystemExit(f"--baseline {checkout}: no image/modelserver/__main__.py there")
         self.name = BASELINE
         self.description = f"tf-model-server from {checkout}, batching on"
+
+
+class OursMaxBatch(Ours):
+    """tf-model-server with another max batch size (`--max-batch-sizes`), beside the default one."""
+
+    def __init__(self, max_batch_size: int) -> None:
+        super().__init__(batching=True)
+        self.max_batch_size = max_batch_size
+        self.name = f"{MAX_BATCH_PREFIX}{max_batch_size}"
+        self.description = f"tf-model-server, batching on, at most {max_batch_size} rows per call"
 
 
 class Ceiling(Server):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import grpc_loadgen, loadgen, procs, stages, tf_floor, thread_cpu
 from bench.models import Model
-from bench.servers import MAX_BATCH_SIZE, OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
+from bench.servers import OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
 
 MEMORY_SAMPLE_SECONDS = 0.5
 # A gRPC port may open a moment after the HTTP readiness answers 200.
@@ -184,7 +184,7 @@ def measure_point(entry: Running, concurrency: int, duration_s: float) -> tuple[
     }
     if scrape:
         metrics_after = stages.scrape_metrics(entry.process.port)
-        batches = stages.batch_stats(metrics_before, metrics_after, MAX_BATCH_SIZE)
+        batches = stages.batch_stats(metrics_before, metrics_after, entry.server.max_batch_size)
         record["batches"] = batches.to_dict() if batches is not None else None
     return result, record
 
@@ -326,7 +326,13 @@ def profile_servers(model: Model, running: list[Running], plan: LoadPlan, workdi
         out_file = workdir / f"{model.name}-{entry.server.name}" / "py-spy.raw"
         try:
             profiles[entry.server.name] = stages.profile(
-                entry.process, entry.target, entry.body_file, top, plan.profile_s, MAX_BATCH_SIZE, out_file
+                entry.process,
+                entry.target,
+                entry.body_file,
+                top,
+                plan.profile_s,
+                entry.server.max_batch_size,
+                out_file,
             )
         except RuntimeError as error:
             log(f"{model.name}: profiling {entry.server.name} FAILED: {error}")
