@@ -18,6 +18,8 @@ from bench.models import Model
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, type_pb2
 from open_inference.grpc import protocol as oip
 
+from unit.bench_points import point
+
 ANOMALY = Model("anomaly", "2", Path("/models/anomaly/2"), "features", (8,), "float32", "scores")
 HEAVY = Model("heavy", "1", Path("/models/heavy/1"), "x", (512,), "float32", "y")
 
@@ -118,18 +120,6 @@ def test_ghz_report_with_no_successful_call_is_all_errors():
     assert result.requests == 3
     assert result.errors == 3
     assert (result.p50_ms, result.p99_ms) == (0.0, 0.0)
-
-
-def point(throughput: float, p99: float, cpu_us: float = 100.0) -> dict:
-    def stats(value: float) -> dict:
-        return {"median": value, "min": value, "max": value}
-
-    return {
-        "throughput_rps": stats(throughput),
-        "p50_ms": stats(p99 / 2),
-        "p99_ms": stats(p99),
-        "server_cpu_us_per_request": stats(cpu_us),
-    }
 
 
 def test_grpc_rows_are_set_against_the_grpc_peer_and_our_rest():

@@ -8,17 +8,7 @@ import pytest
 from bench import report, run, servers
 from bench.models import Model
 
-
-def point(rps: float, p99: float) -> dict:
-    def stats(value: float) -> dict:
-        return {"median": value, "min": value, "max": value}
-
-    return {
-        "throughput_rps": stats(rps),
-        "p50_ms": stats(p99 / 2),
-        "p99_ms": stats(p99),
-        "server_cpu_us_per_request": stats(1e6 / rps),
-    }
+from unit.bench_points import point
 
 
 def server_report(points: dict[int, tuple[float, float]]) -> dict:
