@@ -203,36 +203,24 @@ def test_every_pod_deleted_service_answers_again_within_bound(deploy):
     time.sleep(AFTER_S)
     ended = s.stop_load()
 
-    # Every prober kept sending through the outage (the window is populated), and for each
-    # the Service answered again within the bound, then answered everything.
-    s.expect_populated(
-        s.window("between deleting every pod and the new pods being Ready", deleted, all_ready)
-    )
-    outages = {}
-    for prober in s.probers:
-        records = prober.records()
-        failed = slo.failures(s.window("after every pod was deleted", deleted, ended).of(records))
-        last_failure = max((r.sent_at for r in failed), default=None)
-        recovered = slo.first_success_after(records, last_failure) if last_failure is not None else None
+    # Every prober kept sending through the outage (the window is populated); for each the
+    # Service answered again within the bound, and once the new pods were Ready it failed only
+    # where the outage's stale NAT entries explain it (harness.guarantees: a localhost
+    # NodePort's REJECTed SYNs leave them; keep-alive connections opened later never meet them).
+    outage = s.window("between deleting every pod and the new pods being Ready", deleted, all_ready)
+    s.expect_populated(outage)
+    recoveries = s.expect_recovered(outage, s.window("after the new pods were Ready", all_ready, ended))
+    for recovery in recoveries:
+        answered_after_s = recovery.answers_again_at - deleted
+        s.fact(f"{recovery.prober}_failed", recovery.outage_failed + recovery.late_failed)
+        s.fact(f"{recovery.prober}_answers_again_after_s", f"{answered_after_s:.1f}")
+        s.fact(f"{recovery.prober}_stale_nat", f"{recovery.late_failed}/{recovery.late_allowed}")
         s.expect(
-            last_failure is None or recovered is not None,
-            f"{prober.name}: the Service never answered again after every pod was deleted",
-            records,
-        )
-        answers_again_at = recovered.sent_at if recovered is not None else deleted
-        outages[prober.name] = answers_again_at - deleted
-        s.fact(f"{prober.name}_failed", len(failed))
-        s.fact(f"{prober.name}_answers_again_after_s", f"{outages[prober.name]:.1f}")
-        s.expect(
-            outages[prober.name] <= RECOVERY_BOUND_S,
-            f"{prober.name}: the Service answered again {outages[prober.name]:.1f}s after every pod was "
+            answered_after_s <= RECOVERY_BOUND_S,
+            f"{recovery.prober}: the Service answered again {answered_after_s:.1f}s after every pod was "
             f"deleted (bound {RECOVERY_BOUND_S}s)",
-            records,
         )
-        s.expect_no_failures(
-            s.window("after the Service answered again", max(answers_again_at, all_ready), ended), [prober]
-        )
-    s.mark_at(deleted + max(outages.values()), "Service answers again")
+    s.mark_at(deleted + max(r.answers_again_at - deleted for r in recoveries), "Service answers again")
     s.fact("bound_s", RECOVERY_BOUND_S)
 
 

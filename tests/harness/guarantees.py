@@ -47,9 +47,23 @@ violation into a test failure with the cluster's side of the story.
   stale entries sit in a band of the port walk (the ports it took during the exposure),
   so collisions come in bursts as later sweeps cross that band (seen: 31 of 150 fresh
   connections in one 5 s window), and inside it a sweep lands on a stale port with the
-  walk's own density, about 2 in 9. Requests on reused connections get
-  no allowance at all. A whole-Service outage fails nearly every request of its windows
-  and breaks it.
+  walk's own density, about 2 in 9 (and MAX_COLLISION_RUN of them in a row almost never).
+  Requests on reused connections get no allowance at all. A whole-Service outage fails
+  nearly every request of its windows and breaks it.
+- **Stale NAT after an outage of every pod, seen from this machine.** While a Service has
+  no endpoint, kube-proxy REJECTs its NodePort in the filter table's INPUT chain. A SYN this
+  machine sends to a localhost NodePort has already passed POSTROUTING, where conntrack
+  confirmed its entry (no NAT, SYN_SENT, 120 s), before INPUT refuses it; from another
+  host the refusal comes before confirmation and leaves nothing. A later connection from
+  the same source port follows that entry, un-NATed, to the node's own closed port and is
+  refused, and refreshes the entry, for as long as the port walk keeps coming back (it
+  wraps within a minute). Measured on the local cluster: after every pod was deleted, the
+  ~240 connections refused in the outage left ~300 SYN_SENT entries, and in 2 runs of 6
+  one in five fresh connections was refused for the 7 s after the new pods were Ready,
+  while the keep-alive prober, on connections opened after the outage, lost none.
+  `recovered` judges those failures as `bounded_loss` judges a node loss's: only
+  refused fresh connections, chained within the entries' lifetime, within the same
+  allowance, the same 5-second bursts, and never MAX_COLLISION_RUN in a row.
 """
 
 from __future__ import annotations
@@ -61,7 +75,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.prober import Ledger, RequestRecord
-from harness.slo import failures, in_flight_at
+from harness.slo import failures, first_success_after, in_flight_at
 
 POPULATION_FRACTION = 0.8
 POPULATION_FLOOR = 10
@@ -78,6 +92,11 @@ STALE_NAT_LIFETIME_S = 120.0
 # ports of its parity a sweep lands on 2 in 9. Sweeping a band an earlier sweep laid stale
 # entries in, a connection lands on one of them with about that probability.
 STALE_BAND_HIT = 2 / 9
+# How a stale entry without NAT fails a connection: the node's own port refuses it.
+REFUSED = "ConnectionRefusedError"
+# Consecutive collisions: (2/9)^10 = 3e-7, so over a few hundred fresh connections an honest
+# run shows 10 in a row with a probability around 1e-4; a 0.33 s outage at 30/s does.
+MAX_COLLISION_RUN = 10
 
 
 def local_port_range_size(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
@@ -254,10 +273,14 @@ def binomial_upper(trials: int, p: float, z: float) -> int:
     return math.ceil(trials * p + z * math.sqrt(trials * p * (1.0 - p)))
 
 
+def fresh_failures(records: Sequence[RequestRecord], window: Window) -> int:
+    """Failed requests on fresh connections sent in `window`: each may leave a stale NAT entry."""
+    return sum(1 for record in failures(window.of(records)) if not record.reused)
+
+
 def stale_nat_entries(records: Sequence[RequestRecord], loss: Loss, propagation_s: float) -> int:
     """Fresh connections that failed while the Service still routed to the lost pods (one entry each)."""
-    exposure = Window("exposure", loss.lost_at, loss.unrouted_at + propagation_s)
-    return sum(1 for record in failures(exposure.of(records)) if not record.reused)
+    return fresh_failures(records, Window("exposure", loss.lost_at, loss.unrouted_at + propagation_s))
 
 
 def stale_nat_collisions(
@@ -287,6 +310,67 @@ def stale_nat_allowance(
         return len(late_fresh)  # the entries would live for ever: nothing is excluded
     expected = stale * hits_per_lifetime / (1 - hits_per_lifetime)
     return math.ceil(expected + z * math.sqrt(expected))
+
+
+def judge_stale_nat(
+    prober: str,
+    late_fresh: Sequence[RequestRecord],
+    collisions: Sequence[RequestRecord],
+    stale: int,
+    late: Window,
+    ports: int,
+    z: float,
+    lifetime_s: float = STALE_NAT_LIFETIME_S,
+) -> int:
+    """Fresh-connection failures in `late` that `stale` entries may explain, or a violation.
+
+    Collisions come in bursts, when the port walk sweeps the band of ports the stale entries
+    took (module docstring), but even inside the band it lands on one at most STALE_BAND_HIT
+    of the time, and on one after another about as rarely as coin flips of that bias: a
+    5-second window failing beyond that, or MAX_COLLISION_RUN failures in a row, is an
+    outage, not stale NAT. Returns the allowance.
+    """
+    since = late.start
+    for start in range(0, math.ceil(max((r.sent_at for r in late_fresh), default=since) - since), 5):
+        burst = Window(f"{start}-{start + 5}s {late.label}", since + start, since + start + 5)
+        sent = burst.of(late_fresh)
+        collided = burst.of(collisions)
+        limit = min(stale, binomial_upper(len(sent), STALE_BAND_HIT, z)) if stale else 0
+        if len(collided) > limit:
+            raise SLOViolation(
+                f"{prober}: {len(collided)} of {len(sent)} fresh connections failed {burst.label}, "
+                f"more than the {limit} its {stale} stale NAT entries could catch ({ports} source ports, "
+                f"+ {z:g} sigma): the Service failed beyond them",
+                collided,
+            )
+    run = longest_failing_run(late_fresh)
+    if len(run) >= MAX_COLLISION_RUN:
+        raise SLOViolation(
+            f"{prober}: {len(run)} fresh connections in a row failed {late.label}: stale NAT entries "
+            f"catch one at most {STALE_BAND_HIT:.2f} of the time, so {MAX_COLLISION_RUN} in a row is an "
+            "outage of the Service",
+            run,
+        )
+    allowed = stale_nat_allowance(stale, late_fresh, ports, lifetime_s, z)
+    if len(collisions) > allowed:
+        raise SLOViolation(
+            f"{prober}: {len(collisions)} requests on fresh connections failed {late.label}, "
+            f"more than the {allowed} that its {stale} stale NAT entries explain "
+            f"({len(late_fresh)} fresh connections, {ports} source ports, + {z:g} sigma)",
+            collisions,
+        )
+    return allowed
+
+
+def longest_failing_run(records: Sequence[RequestRecord]) -> list[RequestRecord]:
+    """The longest stretch of consecutive failed requests, in send order."""
+    longest: list[RequestRecord] = []
+    current: list[RequestRecord] = []
+    for record in sorted(records, key=lambda r: r.sent_at):
+        current = [*current, record] if not record.ok else []
+        if len(current) > len(longest):
+            longest = current
+    return longest
 
 
 def bounded_loss(
@@ -330,7 +414,7 @@ def bounded_loss(
     # Stale NAT entries left by the exposure window's unanswered connections (module docstring).
     # Every prober through the same NodePort shares docker-proxy's port walk, so the entries any
     # of them left count for each (the scenario passes the total); alone, its own.
-    own_stale = sum(1 for record in failures(exposed) if not record.reused)
+    own_stale = fresh_failures(records, exposure)
     stale = own_stale if stale_entries is None else max(stale_entries, own_stale)
     late_window = Window(f"after the Service stopped routing to {pods}", exposure.end, math.inf)
     late_fresh = [record for record in late_window.of(records) if not record.reused]
@@ -338,7 +422,6 @@ def bounded_loss(
         [r for r in failures(late_fresh) if r.seq not in explained], exposure.end, stale_nat_lifetime_s
     )
     ports = source_ports or local_port_range_size()
-    late_allowed = stale_nat_allowance(stale, late_fresh, ports, stale_nat_lifetime_s, z)
     explained |= {record.seq for record in late_failed}
     unexplained = [record for record in failed if record.seq not in explained]
     if unexplained:
@@ -348,41 +431,26 @@ def bounded_loss(
             f"nor a fresh connection within {stale_nat_lifetime_s:g}s of a stale NAT entry to them",
             unexplained,
         )
-    # Collisions come in bursts, when the port walk sweeps the band of ports its stale entries
-    # took (module docstring), but even inside the band it lands on one at most STALE_BAND_HIT:
-    # a 5-second window failing beyond that is an outage, not stale NAT.
-    for start in range(
-        0, math.ceil(max((r.sent_at for r in late_fresh), default=exposure.end) - exposure.end), 5
-    ):
-        burst = Window(
-            f"{start}-{start + 5}s after the Service stopped routing to {pods}",
-            exposure.end + start,
-            exposure.end + start + 5,
-        )
-        sent = burst.of(late_fresh)
-        collided = burst.of(late_failed)
-        limit = min(stale, binomial_upper(len(sent), STALE_BAND_HIT, z)) if stale else 0
-        if len(collided) > limit:
-            raise SLOViolation(
-                f"{prober}: {len(collided)} of {len(sent)} fresh connections failed {burst.label}, "
-                f"more than the {limit} its {stale} stale NAT entries could catch ({ports} source ports, "
-                f"+ {z:g} sigma): the Service failed beyond the lost pods",
-                collided,
-            )
-    if len(late_failed) > late_allowed:
-        raise SLOViolation(
-            f"{prober}: {len(late_failed)} requests on fresh connections failed after the Service stopped "
-            f"routing to {pods}, more than the {late_allowed} that its {stale} stale NAT entries explain "
-            f"({len(late_fresh)} fresh connections, {ports} source ports, + {z:g} sigma)",
-            late_failed,
-        )
     failed = [record for record in failed if record.seq not in {r.seq for r in late_failed}]
     # Each connection that lands on a lost pod costs its request; a new-connection prober opens
     # one per request, a keep-alive pool holds its slots and reopens one when it fails or closes.
     slots = {record.connection for record in records if record.connection is not None}
     trials = len(slots) + sum(1 for r in exposed if not r.reused) if slots else len(exposed)
     allowed = len(in_flight) + binomial_upper(trials, share, z)
-    budget = LossBudget(
+    if len(failed) > allowed:
+        raise SLOViolation(
+            f"{prober}: {len(failed)} requests failed after {loss.label}, more than the {allowed} that could "
+            f"have been on {pods}: their share of the traffic before ({share:.0%} of {before.label}) of the "
+            f"{len(exposed)} sent {exposure.label} ({exposure.length_s:.1f}s) + {z:g} sigma + "
+            f"{len(in_flight)} in flight at the loss. The Service failed beyond the lost pods "
+            "(a whole-Service outage looks like this)",
+            failed,
+        )
+    # Judged after the share, so that a whole-Service outage is named as that first.
+    late_allowed = judge_stale_nat(
+        prober, late_fresh, late_failed, stale, late_window, ports, z, stale_nat_lifetime_s
+    )
+    return LossBudget(
         prober,
         share,
         exposure,
@@ -395,13 +463,72 @@ def bounded_loss(
         late_allowed,
         len(late_failed),
     )
-    if len(failed) > allowed:
-        raise SLOViolation(
-            f"{prober}: {len(failed)} requests failed after {loss.label}, more than the {allowed} that could "
-            f"have been on {pods}: their share of the traffic before ({share:.0%} of {before.label}) of the "
-            f"{len(exposed)} sent {exposure.label} ({exposure.length_s:.1f}s) + {z:g} sigma + "
-            f"{len(in_flight)} in flight at the loss. The Service failed beyond the lost pods "
-            "(a whole-Service outage looks like this)",
-            failed,
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `recovered` measured for one prober."""
+
+    prober: str
+    answers_again_at: float
+    outage_failed: int
+    stale_entries: int
+    late_fresh: int
+    late_allowed: int
+    late_failed: int
+
+    def describe(self, since: float) -> str:
+        return (
+            f"answers again after {self.answers_again_at - since:.1f}s ({self.outage_failed} failed before); "
+            f"after the new pods were Ready {self.late_failed} refused of {self.late_fresh} fresh "
+            f"connections (stale-NAT allowance {self.late_allowed} from {self.stale_entries} entries)"
         )
-    return budget
+
+
+def recovered(
+    records: Sequence[RequestRecord],
+    outage: Window,
+    after: Window,
+    rate_per_s: float,
+    prober: str,
+    stale_entries: int | None = None,
+    source_ports: int | None = None,
+    z: float = Z_SIGMA,
+    stale_nat_lifetime_s: float = STALE_NAT_LIFETIME_S,
+) -> Recovery:
+    """Every pod was replaced: from `after` (its new pods Ready) on, nothing fails but the collisions
+    with the stale NAT entries the outage left (module docstring), and `after` is populated.
+
+    The Service answers again at the first success after the outage's last failure.
+    """
+    inside = populated(records, after, rate_per_s, prober)
+    during = failures(outage.of(records))
+    last = max((record.sent_at for record in during), default=None)
+    answer = first_success_after(records, last) if last is not None else None
+    if last is not None and answer is None:
+        raise SLOViolation(f"{prober}: the Service never answered again after {outage.label}", during)
+    own_stale = fresh_failures(records, outage)
+    stale = own_stale if stale_entries is None else max(stale_entries, own_stale)
+    late_fresh = [record for record in inside if not record.reused]
+    refused = [r for r in failures(late_fresh) if (r.error or "").startswith(REFUSED)]
+    collisions = stale_nat_collisions(refused, after.start, stale_nat_lifetime_s) if stale else []
+    explained = {record.seq for record in collisions}
+    unexplained = [record for record in failures(inside) if record.seq not in explained]
+    if unexplained:
+        raise SLOViolation(
+            f"{prober}: {len(unexplained)} requests failed {after.label} that no stale NAT entry of the "
+            f"outage explains ({stale} entries; only a refused fresh connection within "
+            f"{stale_nat_lifetime_s:g}s of one can be)",
+            unexplained,
+        )
+    ports = source_ports or local_port_range_size()
+    allowed = judge_stale_nat(prober, late_fresh, collisions, stale, after, ports, z, stale_nat_lifetime_s)
+    return Recovery(
+        prober,
+        answer.sent_at if answer is not None else outage.start,
+        len(during),
+        stale,
+        len(late_fresh),
+        allowed,
+        len(collisions),
+    )

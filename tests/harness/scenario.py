@@ -22,7 +22,7 @@ from kubernetes import client
 
 from harness import guarantees, report, slo
 from harness.cluster_events import ClusterEvent, ClusterRecorder, format_timeline, warning_events
-from harness.guarantees import KUBE_PROXY_PROPAGATION_S, Loss, LossBudget, SLOViolation, Window
+from harness.guarantees import KUBE_PROXY_PROPAGATION_S, Loss, LossBudget, Recovery, SLOViolation, Window
 from harness.pod_logs import PodLogCollector, tail
 from harness.prober import RequestRecord, Target
 from harness.prober_process import ProcessProber
@@ -300,6 +300,38 @@ class Scenario:
             except SLOViolation as violation:
                 self.fail(str(violation), violation.records)
         return budgets
+
+    def expect_recovered(
+        self, outage: Window, after: Window, probers: Sequence[ProcessProber] | None = None
+    ) -> list[Recovery]:
+        """Every pod was replaced: each prober's Service answers again, and from `after` on fails
+        only where the outage's stale NAT entries explain it (harness.guarantees)."""
+        judged = self.judged(after, probers)
+        # Probers to the same address share the node's stale NAT entries (harness.guarantees).
+        stale = {
+            prober.target.port: sum(
+                guarantees.fresh_failures(p.records(), outage)
+                for p in judged
+                if p.target.port == prober.target.port
+            )
+            for prober in judged
+        }
+        recoveries = []
+        for prober in judged:
+            try:
+                recoveries.append(
+                    guarantees.recovered(
+                        prober.records(),
+                        outage,
+                        after,
+                        prober.rate_per_s,
+                        prober.name,
+                        stale_entries=stale[prober.target.port],
+                    )
+                )
+            except SLOViolation as violation:
+                self.fail(str(violation), violation.records)
+        return recoveries
 
     def fail(self, headline: str, requests: Sequence[RequestRecord] | None = None) -> None:
         raise ScenarioFailure(self.diagnosis(headline, requests))

@@ -175,6 +175,63 @@ def test_a_node_loss_with_more_late_failures_than_stale_entries_explain_fails():
         node_bound(recorded(190.0, failing=failing))
 
 
+# -- every pod replaced: recovery and the outage's stale NAT ---------------------------
+
+OUTAGE = window("between deleting every pod and the new pods being Ready", 10.0, 22.8)
+READY = window("after the new pods were Ready", 22.8, 30.0)
+
+
+def outage_then(late: Callable[[float, str], bool]) -> list[RequestRecord]:
+    """What the local cluster showed: old pods drain for 3.5 s, 8 s of refusals, then `late`."""
+    return recorded(30.0, failing=lambda t, pod: 13.5 <= t < 21.5 or (t >= 21.5 and late(t, pod)))
+
+
+def recover(records: list[RequestRecord]) -> guarantees.Recovery:
+    return guarantees.recovered(records, OUTAGE, READY, RATE, "steady", source_ports=PORTS)
+
+
+def test_refusals_after_the_new_pods_are_ready_are_the_outages_stale_nat():
+    # Seen in 2 runs of 6: one in five fresh connections refused for 7 s after Ready.
+    recovery = recover(outage_then(lambda t, pod: t >= 22.8 and int(t * RATE) % 5 == 0))
+    assert recovery.stale_entries == 240
+    assert recovery.answers_again_at == ORIGIN + 21.5
+    assert 0 < recovery.late_failed <= recovery.late_allowed
+
+
+def test_a_second_outage_after_the_new_pods_are_ready_fails():
+    with pytest.raises(
+        SLOViolation, match=r"fresh connections in a row failed after the new pods were Ready"
+    ):
+        recover(outage_then(lambda t, pod: 26.0 <= t < 26.5))
+
+
+def test_other_failures_after_the_new_pods_are_ready_are_unexplained():
+    def failing(records: list[RequestRecord]) -> list[RequestRecord]:
+        at = ORIGIN + 25.0
+        late = RequestRecord(750, at, at, 0.001, 503, "2", "pod-a", None, "steady")
+        return [late if record.seq == 750 else record for record in records]
+
+    with pytest.raises(
+        SLOViolation, match=r"^steady: 1 requests failed after the new pods were Ready that no"
+    ):
+        recover(failing(outage_then(lambda t, pod: False)))
+
+
+def test_refusals_on_reused_connections_are_unexplained():
+    records = outage_then(lambda t, pod: False)
+    records[750] = dataclasses.replace(records[750], status=None, error=REFUSED, reused=True)
+    with pytest.raises(SLOViolation, match=r"1 requests failed after the new pods were Ready"):
+        recover(records)
+
+
+def test_a_recovery_with_too_few_requests_after_ready_proves_nothing():
+    short = window("after the new pods were Ready", 22.8, 23.0)
+    with pytest.raises(SLOViolation, match=r"only 6 requests were sent after the new pods were Ready"):
+        guarantees.recovered(
+            outage_then(lambda t, pod: False), OUTAGE, short, RATE, "steady", source_ports=PORTS
+        )
+
+
 def test_a_whole_service_outage_inside_the_exposure_window_breaks_the_bound_too():
     records = recorded(20.0, failing=lambda t, pod: 10.0 <= t < 12.6)
     with pytest.raises(SLOViolation) as failure:
