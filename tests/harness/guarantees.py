@@ -364,13 +364,14 @@ def judge_stale_nat(
 
 def longest_failing_run(records: Sequence[RequestRecord]) -> list[RequestRecord]:
     """The longest stretch of consecutive failed requests, in send order."""
-    longest: list[RequestRecord] = []
-    current: list[RequestRecord] = []
-    for record in sorted(records, key=lambda r: r.sent_at):
-        current = [*current, record] if not record.ok else []
-        if len(current) > len(longest):
-            longest = current
-    return longest
+    ordered = sorted(records, key=lambda r: r.sent_at)
+    best_start = best_length = start = 0
+    for index, record in enumerate(ordered):
+        if record.ok:
+            start = index + 1
+        elif index + 1 - start > best_length:
+            best_start, best_length = start, index + 1 - start
+    return ordered[best_start : best_start + best_length]
 
 
 def bounded_loss(
@@ -431,7 +432,8 @@ def bounded_loss(
             f"nor a fresh connection within {stale_nat_lifetime_s:g}s of a stale NAT entry to them",
             unexplained,
         )
-    failed = [record for record in failed if record.seq not in {r.seq for r in late_failed}]
+    collided = {record.seq for record in late_failed}
+    failed = [record for record in failed if record.seq not in collided]
     # Each connection that lands on a lost pod costs its request; a new-connection prober opens
     # one per request, a keep-alive pool holds its slots and reopens one when it fails or closes.
     slots = {record.connection for record in records if record.connection is not None}
@@ -476,13 +478,6 @@ class Recovery:
     late_fresh: int
     late_allowed: int
     late_failed: int
-
-    def describe(self, since: float) -> str:
-        return (
-            f"answers again after {self.answers_again_at - since:.1f}s ({self.outage_failed} failed before); "
-            f"after the new pods were Ready {self.late_failed} refused of {self.late_fresh} fresh "
-            f"connections (stale-NAT allowance {self.late_allowed} from {self.stale_entries} entries)"
-        )
 
 
 def recovered(

@@ -37,6 +37,17 @@ class ScenarioFailure(AssertionError):
     """A guarantee did not hold; the message carries requests, cluster events and pod logs."""
 
 
+def stale_nat_by_port(
+    probers: Sequence[ProcessProber], entries: Callable[[Sequence[RequestRecord]], int]
+) -> dict[int, int]:
+    """Stale NAT entries per target port: probers to the same address share the node's entries
+    (harness.guarantees), so each is judged against all of them."""
+    totals: dict[int, int] = {}
+    for prober in probers:
+        totals[prober.target.port] = totals.get(prober.target.port, 0) + entries(prober.records())
+    return totals
+
+
 class Scenario:
     def __init__(
         self,
@@ -269,15 +280,10 @@ class Scenario:
         """Failures bounded by the lost pods' share of each prober's traffic (harness.guarantees)."""
         budgets = []
         judged = self.judged(before, probers)
-        # Probers to the same address share the node's stale NAT entries (harness.guarantees).
-        stale = {
-            prober.target.port: sum(
-                guarantees.stale_nat_entries(p.records(), loss, guarantees.KUBE_PROXY_PROPAGATION_S)
-                for p in judged
-                if p.target.port == prober.target.port
-            )
-            for prober in judged
-        }
+        stale = stale_nat_by_port(
+            judged,
+            lambda records: guarantees.stale_nat_entries(records, loss, guarantees.KUBE_PROXY_PROPAGATION_S),
+        )
         # The lost pods' share of new connections, from a prober that opens one per request.
         per_request = [p for p in judged if not p.keep_alive and not p.grpc_channels]
         connection_share = (
@@ -307,15 +313,7 @@ class Scenario:
         """Every pod was replaced: each prober's Service answers again, and from `after` on fails
         only where the outage's stale NAT entries explain it (harness.guarantees)."""
         judged = self.judged(after, probers)
-        # Probers to the same address share the node's stale NAT entries (harness.guarantees).
-        stale = {
-            prober.target.port: sum(
-                guarantees.fresh_failures(p.records(), outage)
-                for p in judged
-                if p.target.port == prober.target.port
-            )
-            for prober in judged
-        }
+        stale = stale_nat_by_port(judged, lambda records: guarantees.fresh_failures(records, outage))
         recoveries = []
         for prober in judged:
             try:

@@ -232,6 +232,13 @@ def test_a_recovery_with_too_few_requests_after_ready_proves_nothing():
         )
 
 
+def test_the_longest_failing_run_is_found_wherever_it_is():
+    records = recorded(3.0, failing=lambda t, pod: 0.5 <= t < 0.6 or t >= 2.5)
+    run = guarantees.longest_failing_run(list(reversed(records)))
+    assert [r.seq for r in run] == list(range(75, 90))
+    assert guarantees.longest_failing_run(recorded(1.0)) == []
+
+
 def test_a_whole_service_outage_inside_the_exposure_window_breaks_the_bound_too():
     records = recorded(20.0, failing=lambda t, pod: 10.0 <= t < 12.6)
     with pytest.raises(SLOViolation) as failure:
