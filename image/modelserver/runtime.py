@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,20 @@ class TensorSpec:
 
     def shape_text(self) -> str:
         return "unknown rank" if self.shape is None else "[" + ", ".join(map(str, self.shape)) + "]"
+
+    # Computed once per spec, not per request (cached_property writes the instance's
+    # __dict__ directly, which a frozen dataclass allows).
+    @cached_property
+    def description(self) -> str:
+        """How errors name this input: input 'x' (DT_FLOAT, shape [-1, 8])."""
+        return f"input '{self.key}' ({self.dtype_name}, shape {self.shape_text()})"
+
+    @cached_property
+    def fixed_tail(self) -> tuple[int, ...] | None:
+        """The dimensions after the first when every one of them is fixed, else None."""
+        if self.shape is None or not self.shape or any(size < 0 for size in self.shape[1:]):
+            return None
+        return self.shape[1:]
 
 
 @dataclass(frozen=True)

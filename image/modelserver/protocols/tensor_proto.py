@@ -140,7 +140,7 @@ def signature_inputs(inputs: Mapping[str, TensorProto], signature: Signature) ->
     """A PredictRequest's inputs by key: every input of the signature, none other."""
     named = tensors.named_inputs(inputs, signature.inputs, "inputs")
     return {
-        key: to_array(proto, signature.inputs[key], tensors.describe(signature.inputs[key]))
+        key: to_array(proto, signature.inputs[key], signature.inputs[key].description)
         for key, proto in named.items()
     }
 

@@ -32,10 +32,6 @@ NUMBER_KINDS = "iuf"
 INTEGER_KINDS = "iu"
 
 
-def describe(spec: TensorSpec) -> str:
-    return f"input '{spec.key}' ({spec.dtype_name}, shape {spec.shape_text()})"
-
-
 def decode_string(value: Any, where: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
@@ -176,6 +172,11 @@ def numbers_to_array(value: Any, target: np.dtype[Any], where: str, booleans_pos
 def check_shape(array: np.ndarray, spec: TensorSpec, where: str) -> None:
     if spec.shape is None or not spec.shape_checked:
         return
+    shape = array.shape
+    tail = spec.fixed_tail
+    fits_fixed = tail is not None and shape[1:] == tail and len(shape) == len(spec.shape)
+    if fits_fixed and (spec.shape[0] < 0 or shape[0] == spec.shape[0]):
+        return
     if array.ndim != len(spec.shape) or any(
         expected >= 0 and actual != expected for actual, expected in zip(array.shape, spec.shape, strict=True)
     ):
@@ -188,7 +189,7 @@ def to_array(
     value: Any, spec: TensorSpec, where: str | None = None, booleans_possible: bool = True
 ) -> np.ndarray:
     """A JSON value (nested lists, TF Serving style) as the array `spec` asks for."""
-    where = where or describe(spec)
+    where = where or spec.description
     if spec.is_string:
         array = strings_to_array(value, where)
     else:

@@ -56,7 +56,9 @@ def row_inputs(instances: Any, signature: Signature, booleans_possible: bool = T
     if not isinstance(instances, list) or not instances:
         raise errors.invalid_argument("'instances' must be a non-empty list (one entry per example)")
     specs = signature.inputs
-    named = all(isinstance(item, dict) and set(item) != {"b64"} for item in instances)
+    # One unnamed input, the common case, is settled by the first instance without a scan of all.
+    unnamed_single = len(specs) == 1 and not isinstance(instances[0], dict)
+    named = not unnamed_single and all(isinstance(item, dict) and set(item) != {"b64"} for item in instances)
     if named:
         first_keys = set(instances[0])
         for item in instances:
@@ -294,8 +296,7 @@ def predict_inputs(
     if not has_rows:
         return columnar_inputs(document["inputs"], signature, booleans_possible), False
     inputs = row_inputs(document["instances"], signature, booleans_possible)
-    rows = {array.shape[0] for array in inputs.values()}
-    if len(rows) != 1:
+    if len(inputs) > 1 and len({array.shape[0] for array in inputs.values()}) != 1:
         raise errors.invalid_argument("all inputs of an instance must share dimension 0")
     return inputs, True
 
