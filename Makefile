@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: help venv tools test unit compat chart-test lint serve image load kind-image up down k8s-build \
         cluster-up cluster-down cluster-status kubeconfig smoke e2e ct-install \
-        bench bench-smoke soak soak-memory swap-memory docs
+        bench bench-inprocess bench-smoke soak soak-memory swap-memory docs
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench: venv ## side-by-side benchmark, REST and gRPC (~25 min): table, reports/b
 
 swap-memory: venv ## peak RSS while anomaly and heavy swap to a new version (run it under `flock /tmp/tfms-measure.lock`)
 	PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.swap_memory
+
+bench-inprocess: venv ## ours vs the ceiling as ASGI apps in this process, one pinned core: CPU/request by thread (INPROCESS_ARGS=--profile)
+	PYTHONPATH=$(CURDIR)/scripts:$(CURDIR)/image:$(CURDIR)/tests $(CURDIR)/$(VENV)/bin/python -m bench.inprocess $(INPROCESS_ARGS)
 
 bench-smoke: venv ## seconds-long run of the real benchmark harness (ours + ceiling, REST and gRPC) proving it works
 	$(BENCH) --smoke $(BENCH_ARGS)
