@@ -214,9 +214,10 @@ def ratios(results: dict) -> dict:
     top = max(results["config"]["concurrency"])
     for model, floor in results.get("tf_floor", {}).items():
         load = results["load"].get(model, {})
-        limit = tf_floor.serial_limit(floor, load.get(OURS, {}), load.get(CEILING, {}), top)
-        if limit is not None:
-            out.setdefault(model, {})["serial_limit"] = limit
+        for server, key in ((OURS, "serial_limit"), (BASELINE, "baseline_serial_limit")):
+            limit = tf_floor.serial_limit(floor, load.get(server, {}), load.get(CEILING, {}), top)
+            if limit is not None:
+                out.setdefault(model, {})[key] = limit
     cold = results.get("cold_start")
     if cold and OURS in cold.get("servers", {}):
         out["cold_start"] = {
@@ -437,7 +438,13 @@ def markdown(results: dict) -> str:
     for model, load in results["load"].items():
         out += [summary_table(model, load, results["ratios"].get(model, {})), ""]
     for model, floor in results.get("tf_floor", {}).items():
-        out += [floor_table(model, floor, results["ratios"].get(model, {}).get("serial_limit")), ""]
+        model_ratios = results["ratios"].get(model, {})
+        out += [
+            floor_table(
+                model, floor, model_ratios.get("serial_limit"), model_ratios.get("baseline_serial_limit")
+            ),
+            "",
+        ]
     if results.get("cold_start"):
         out += [cold_table(results["cold_start"]), ""]
     for model, load in results["load"].items():
@@ -453,8 +460,8 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
-def floor_table(model: str, floor: dict, limit: dict | None) -> str:
-    """TensorFlow's own CPU at each batch size, then the serial limit and ours against it."""
+def floor_table(model: str, floor: dict, limit: dict | None, baseline: dict | None = None) -> str:
+    """TensorFlow's own CPU at each batch size, then the serial limit, ours (and the baseline) against it."""
     sizes = list(floor["summary"])
     lines = [
         f"**{model}** — the TensorFlow floor: `serving_default` called in a loop on a prebuilt batch, "
@@ -471,35 +478,40 @@ def floor_table(model: str, floor: dict, limit: dict | None) -> str:
     ]
     if limit is None:
         return "\n".join([*lines, "", "No serial limit: the run lacks ours, the ceiling or our batch sizes."])
+    limits = [(OURS, limit)] + ([(BASELINE, baseline)] if baseline is not None else [])
     lines += [
         "",
         f"Serial limit at {limit['concurrency']} connections = 1 / (ceiling CPU per request + TF CPU per "
-        "row at the batch size ours reached), per round:",
+        "row at the batch size the server reached), per round:",
         "",
-        "| ceiling CPU µs/req | rows per TF call (share in the top bucket) | TF CPU µs per row there "
-        "| serial limit req/s | ours req/s | **ours / limit** |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {spread(limit['ceiling_cpu_us_per_request'], 0)} "
-        f"| {fmt(limit['mean_rows_per_call']['median'])} ({limit['top_bucket_share']['median']:.0%}) "
-        f"| {spread(limit['tf_cpu_us_per_row'], 1)} | {spread(limit['limit_rps'], 0)} "
-        f"| {spread(limit['ours_rps'], 0)} | **{spread(limit['ours_over_limit'], 2)}** |",
+        "| server | ceiling CPU µs/req | rows per TF call (share in the top bucket) "
+        "| TF CPU µs per row there | serial limit req/s | server req/s | **server / limit** |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if all(key in limit for key in tf_floor.GAP_KEYS):
-        lines += ["", *gap_table(limit)]
+    lines += [
+        f"| {name} | {spread(each['ceiling_cpu_us_per_request'], 0)} "
+        f"| {fmt(each['mean_rows_per_call']['median'])} ({each['top_bucket_share']['median']:.0%}) "
+        f"| {spread(each['tf_cpu_us_per_row'], 1)} | {spread(each['limit_rps'], 0)} "
+        f"| {spread(each['ours_rps'], 0)} | **{spread(each['ours_over_limit'], 2)}** |"
+        for name, each in limits
+    ]
+    for name, each in limits:
+        if all(key in each for key in tf_floor.GAP_KEYS):
+            lines += ["", *gap_table(each, name)]
     return "\n".join(lines)
 
 
-def gap_table(limit: dict) -> list[str]:
-    """Where ours' CPU beyond the limit goes: TensorFlow's own threads, or the Python around them."""
+def gap_table(limit: dict, server: str = OURS) -> list[str]:
+    """Where a server's CPU beyond the limit goes: TensorFlow's own threads, or the Python around them."""
     parts = (
         ("TensorFlow's threads (`tf_*`): its kernels", "tf_threads"),
         ("every other thread: HTTP, parsing, queue, encoding, the call into TensorFlow", "other_threads"),
     )
     lines = [
-        "Ours' CPU per request beside the limit's, by thread (/proc; the limit's TensorFlow part is the "
-        "floor's own threads per row, its other part the ceiling plus the floor's dispatch per row):",
+        f"{server}'s CPU per request beside the limit's, by thread (/proc; the limit's TensorFlow part is "
+        "the floor's own threads per row, its other part the ceiling plus the floor's dispatch per row):",
         "",
-        "| threads | ours µs/req | the limit's µs/req | ours beyond it |",
+        f"| threads | {server} µs/req | the limit's µs/req | {server} beyond it |",
         "|---|---:|---:|---:|",
     ]
     for label, key in parts:

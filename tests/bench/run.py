@@ -47,8 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="after the measured runs, one run this long of ours / ours-nobatch / the ceiling under py-spy "
-        "at the highest concurrency: time per request by stage, py-spy samples (0 = off)",
+        help="after the measured runs, one run this long of ours / the baseline / ours-nobatch / the ceiling "
+        "under py-spy at the highest concurrency: time per request by stage, py-spy samples (0 = off)",
     )
     parser.add_argument(
         "--floor-seconds",

@@ -1,16 +1,16 @@
 """Where a server's time goes per request: one extra run under py-spy, its samples by stage.
 
 `make bench BENCH_ARGS="--profile"` adds, after the measured runs of a model, one run of
-each profiled server (ours, ours-nobatch, the ceiling) at the highest concurrency with
-py-spy attached (sampling every thread of the process at PROFILE_RATE_HZ, idle samples
-left out, py-spy pinned to the load generator's core). Each sample is given to the
-stage of the innermost frame that names one (STAGES, checked from the leaf up): a
-sample with no project or uvicorn frame on top is the event loop's own C code, and
-every sample of the inference thread is "inference thread" (TensorFlow's own time and
-its Python wrappers). Stage time per request = samples / rate / requests answered in
-the window. The same window's `tfms_batch_size` histogram (read from /metrics before
-and after) gives the mean rows per TensorFlow call and the share of calls in the top
-bucket below the max batch size.
+each profiled server (ours, the `--baseline` checkout when there is one, ours-nobatch,
+the ceiling) at the highest concurrency with py-spy attached (sampling every thread of
+the process at PROFILE_RATE_HZ, idle samples left out, py-spy pinned to the load
+generator's core). Each sample is given to the stage of the innermost frame that names
+one (STAGES, checked from the leaf up): a sample with no project or uvicorn frame on top
+is the event loop's own C code, and every sample of the inference thread is "inference
+thread" (TensorFlow's own time and its Python wrappers). Stage time per request =
+samples / rate / requests answered in the window. The same window's `tfms_batch_size`
+histogram (read from /metrics before and after) gives the mean rows per TensorFlow call
+and the share of calls in the top bucket below the max batch size.
 
 What a sample is: py-spy samples a thread that is not sleeping, so a thread that is
 runnable but waiting for the core counts as well as one running on it. The ceiling has
@@ -34,10 +34,11 @@ from pathlib import Path
 from ops.paths import cache_root
 
 from bench import loadgen, procs, venvs
+from bench.servers import BASELINE
 
 PROFILER_DIR = Path(__file__).resolve().parent / "profiler"
 PROFILE_RATE_HZ = 250
-PROFILED_SERVERS = ("ours", "ours-nobatch", "ceiling")
+PROFILED_SERVERS = ("ours", BASELINE, "ours-nobatch", "ceiling")
 INFERENCE_THREAD = "inference thread"
 EVENT_LOOP = "event loop (C)"
 # (stage, substrings of a py-spy frame "function (file:line)"), checked on each frame

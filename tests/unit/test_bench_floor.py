@@ -139,3 +139,21 @@ def test_records_from_before_the_split_give_the_limit_without_it():
     assert limit is not None
     assert not any(key in limit for key in tf_floor.GAP_KEYS)
     assert "by thread" not in report.floor_table("anomaly", FLOOR | {"summary": {}}, limit)
+
+
+def test_the_baseline_gets_its_own_serial_limit_row_from_the_same_floor_and_ceiling():
+    ours, ceiling = reports(
+        [ours_run(10000.0, 27.0), ours_run(9000.0, 30.0)], [ceiling_run(75.0), ceiling_run(76.0)]
+    )
+    baseline, _ = reports([ours_run(8000.0, 27.0), ours_run(6000.0, 30.0)], [ceiling_run(75.0)])
+    floor = FLOOR | {"summary": tf_floor.summarize(FLOOR["rounds"])}
+    load = {"ours": ours, "ours-baseline": baseline, "ceiling": ceiling}
+    results = {"config": {"concurrency": [1, 64]}, "load": {"anomaly": load}, "tf_floor": {"anomaly": floor}}
+    ratios = report.ratios(results)["anomaly"]
+    # Both rounds' limit is 1e6 / 80 = 12,500 req/s: 8,000 and 6,000 of it are 0.64 and 0.48.
+    assert ratios["baseline_serial_limit"]["ours_over_limit"] == {"median": 0.56, "min": 0.48, "max": 0.64}
+    table = report.floor_table("anomaly", floor, ratios["serial_limit"], ratios["baseline_serial_limit"])
+    rows = [line for line in table.splitlines() if line.startswith("| ours")]
+    assert rows[0].startswith("| ours | ") and rows[0].endswith("**0.76 (0.72-0.80)** |")
+    assert rows[1].startswith("| ours-baseline | ") and rows[1].endswith("**0.56 (0.48-0.64)** |")
+    assert "No serial limit" not in table
