@@ -164,7 +164,7 @@ def model_ratios(load: dict) -> dict:
     ours = points_of(load.get(OURS, {}))
     variants = {
         name: compared
-        for name in ordered([n for n in load if n.startswith(MAX_BATCH_PREFIX)])
+        for name in ordered([n for n in load if max_batch_variant(n) is not None])
         if (compared := max_batch_vs_ours(ours, points_of(load[name]))) is not None
     }
     if variants:
@@ -243,12 +243,19 @@ def spread(stats: dict, digits: int = 1) -> str:
     return f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}-{fmt(stats['max'], digits)})"
 
 
+def max_batch_variant(name: str) -> int | None:
+    """N for `ours-bN` (`--max-batch-sizes`), else None (`ours-baseline` shares the prefix)."""
+    size = name.removeprefix(MAX_BATCH_PREFIX)
+    return int(size) if name.startswith(MAX_BATCH_PREFIX) and size.isdigit() else None
+
+
 def server_rank(name: str) -> tuple[int, int]:
     """Where a server's row goes: SERVER_ORDER, ours' max-batch variants (by size) right after ours."""
     if name in SERVER_ORDER:
         return SERVER_ORDER.index(name), 0
-    if name.startswith(MAX_BATCH_PREFIX) and name.removeprefix(MAX_BATCH_PREFIX).isdigit():
-        return SERVER_ORDER.index(OURS), int(name.removeprefix(MAX_BATCH_PREFIX))
+    size = max_batch_variant(name)
+    if size is not None:
+        return SERVER_ORDER.index(OURS), size
     return len(SERVER_ORDER), 0
 
 

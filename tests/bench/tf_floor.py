@@ -24,6 +24,7 @@ import json
 import selectors
 import statistics
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -147,11 +148,11 @@ def read_line(stream: IO[str], timeout_s: float) -> str:
     return stream.readline()
 
 
-def round_sizes(mean_rows: float | None) -> list[int]:
-    """The batch sizes measured in one round: the fixed ones, plus the mean our server reached."""
-    sizes = list(FLOOR_BATCH_SIZES)
-    if mean_rows is not None and round(mean_rows) >= 1 and round(mean_rows) not in sizes:
-        sizes.append(round(mean_rows))
+def round_sizes(mean_rows: Iterable[float | None]) -> list[int]:
+    """The batch sizes measured in one round: the fixed ones, plus the mean each batching server
+    reached (ours, and the `--baseline` checkout's: each one's limit needs the floor at its own)."""
+    sizes = set(FLOOR_BATCH_SIZES)
+    sizes.update(round(mean) for mean in mean_rows if mean is not None and round(mean) >= 1)
     return sorted(sizes)
 
 
@@ -163,7 +164,7 @@ def stats(values: list[float], digits: int) -> dict:
     }
 
 
-def measure_round(floor: FloorProcess, mean_rows: float | None, seconds: float) -> dict[str, dict]:
+def measure_round(floor: FloorProcess, mean_rows: Iterable[float | None], seconds: float) -> dict[str, dict]:
     """One round of the floor: {rows: FloorPoint.to_dict()} at each of `round_sizes`."""
     return {str(rows): floor.measure(rows, seconds).to_dict() for rows in round_sizes(mean_rows)}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import grpc_loadgen, loadgen, procs, stages, tf_floor, thread_cpu
 from bench.models import Model
-from bench.servers import OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
+from bench.servers import BASELINE, OURS, STARTUP_TIMEOUT_SECONDS, Request, Server
 
 MEMORY_SAMPLE_SECONDS = 0.5
 # A gRPC port may open a moment after the HTTP readiness answers 200.
@@ -231,7 +231,7 @@ def start_floor(model: Model, workdir: Path) -> tf_floor.FloorProcess | None:
 
 
 def measure_floor_round(
-    model: Model, floor: tf_floor.FloorProcess, mean_rows: float | None, seconds: float
+    model: Model, floor: tf_floor.FloorProcess, mean_rows: list[float | None], seconds: float
 ) -> dict:
     measured = tf_floor.measure_round(floor, mean_rows, seconds)
     per_row = "  ".join(f"{rows} rows {point['cpu_us_per_row']:.1f}" for rows, point in measured.items())
@@ -267,7 +267,7 @@ def measure_model(
         for entry in running:
             log(f"{model.name}: warming up {entry.server.name} ({plan.warmup_s:g}s at {top} connections)")
             entry.load(top, plan.warmup_s)
-        ours = next((entry for entry in running if entry.server.name == OURS), None)
+        batching = [entry for entry in running if entry.server.name in (OURS, BASELINE)]
         sampler = MemorySampler([entry.process for entry in running])
         sampler.start()
         for run_index in range(plan.runs):
@@ -283,7 +283,7 @@ def measure_model(
                     log(f"{progress} {entry.server.name:13s} {describe(record)}")
             if floor is not None:
                 try:
-                    mean_rows = mean_rows_at(ours, top)
+                    mean_rows = [mean_rows_at(entry, top) for entry in batching]
                     floor_rounds.append(measure_floor_round(model, floor, mean_rows, plan.floor_s))
                 except tf_floor.FloorFailed as failure:
                     log(f"{model.name}: TensorFlow floor FAILED: {failure}")

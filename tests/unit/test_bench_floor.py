@@ -66,10 +66,15 @@ def test_a_floor_point_is_cpu_per_call_and_per_row():
 
 
 def test_each_round_adds_the_mean_batch_ours_reached_to_the_fixed_sizes():
-    assert tf_floor.round_sizes(None) == [1, 8, 32, 64]
-    assert tf_floor.round_sizes(26.6) == [1, 8, 27, 32, 64]
-    assert tf_floor.round_sizes(32.2) == [1, 8, 32, 64]
-    assert tf_floor.round_sizes(0.2) == [1, 8, 32, 64]
+    assert tf_floor.round_sizes([None]) == [1, 8, 32, 64]
+    assert tf_floor.round_sizes([26.6]) == [1, 8, 27, 32, 64]
+    assert tf_floor.round_sizes([32.2]) == [1, 8, 32, 64]
+    assert tf_floor.round_sizes([0.2]) == [1, 8, 32, 64]
+
+
+def test_the_floor_is_measured_at_the_mean_batch_of_ours_and_of_the_baseline():
+    assert tf_floor.round_sizes([28.8, 28.2]) == [1, 8, 28, 29, 32, 64]
+    assert tf_floor.round_sizes([28.8, 29.1, None]) == [1, 8, 29, 32, 64]
 
 
 def test_the_serial_limit_of_each_round_uses_that_rounds_ceiling_and_floor():

@@ -60,3 +60,15 @@ def test_the_summary_sets_each_variant_against_ours_at_every_concurrency():
         "req/s 1,000 / 3,700 vs 990 / 4,100; p99 ms 2.9 / 25.7 vs 3.0 / 21.2." in table
     )
     assert table.index("| ours |") < table.index("| ours-b64 |") < table.index("| ceiling |")
+
+
+def test_the_baseline_is_not_a_max_batch_variant_though_it_shares_the_prefix():
+    load = {
+        "ours": server_report({1: (1000.0, 2.9), 64: (3700.0, 25.7)}),
+        "ours-baseline": server_report({1: (990.0, 3.0), 64: (3600.0, 26.0)}),
+        "ceiling": server_report({1: (4800.0, 1.3), 64: (6800.0, 14.4)}),
+    }
+    ratios = report.model_ratios(load)
+    assert "max_batch" not in ratios
+    assert "Max batch size" not in report.summary_table("anomaly", load, ratios)
+    assert report.ordered(["ours-baseline", "ours-b16", "ours"]) == ["ours", "ours-b16", "ours-baseline"]
