@@ -160,7 +160,7 @@ def model_ratios(load: dict) -> dict:
             "ours_over_baseline": ratio(ours_peak.throughput, baseline_peak.throughput),
             "ours_over_ceiling": ratio(ours_peak.throughput, ceiling_peak.throughput),
             "baseline_over_ceiling": ratio(baseline_peak.throughput, ceiling_peak.throughput),
-        }
+        } | (max_batch_vs_ours(points_of(load[OURS]), points_of(load[BASELINE])) or {})
     ours = points_of(load.get(OURS, {}))
     variants = {
         name: compared
@@ -343,17 +343,23 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
             f"Before and after (`{BASELINE}` is the other checkout): peaks {fmt(ours_rps)} vs "
             f"{fmt(baseline_rps)} req/s (**{times(baseline['ours_over_baseline'])}**); of the ceiling: "
             f"ours {fmt(baseline['ours_over_ceiling'], 2)}, "
-            f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}.",
+            f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}."
+            + (f" {side_by_side(baseline['by_concurrency'])}" if "by_concurrency" in baseline else ""),
         ]
     return "\n".join(lines)
 
 
 def max_batch_line(name: str, compared: dict) -> str:
-    points = compared["by_concurrency"]
-    connections = " / ".join(points)
     return (
-        f"Max batch size {MAX_BATCH_SIZE} (`{OURS}`) vs {name.removeprefix(MAX_BATCH_PREFIX)} (`{name}`) at "
-        f"{connections} connections: req/s "
+        f"Max batch size {MAX_BATCH_SIZE} (`{OURS}`) vs {max_batch_variant(name)} (`{name}`) "
+        + side_by_side(compared["by_concurrency"])
+    )
+
+
+def side_by_side(points: dict) -> str:
+    """Ours vs another server at each concurrency both ran: req/s, then p99 (ours first)."""
+    return (
+        f"at {' / '.join(points)} connections: req/s "
         + " / ".join(fmt(p["ours_rps"], 0) for p in points.values())
         + " vs "
         + " / ".join(fmt(p["variant_rps"], 0) for p in points.values())
