@@ -344,7 +344,11 @@ def summary_table(model: str, load: dict, model_ratio: dict) -> str:
             f"{fmt(baseline_rps)} req/s (**{times(baseline['ours_over_baseline'])}**); of the ceiling: "
             f"ours {fmt(baseline['ours_over_ceiling'], 2)}, "
             f"{BASELINE} {fmt(baseline['baseline_over_ceiling'], 2)}."
-            + (f" {side_by_side(baseline['by_concurrency'])}" if "by_concurrency" in baseline else ""),
+            + (
+                f" Side by side {side_by_side(baseline['by_concurrency'])}"
+                if "by_concurrency" in baseline
+                else ""
+            ),
         ]
     return "\n".join(lines)
 

@@ -52,4 +52,6 @@ def test_the_summary_says_ours_before_and_after_and_each_against_the_ceiling():
     assert "(**1.20x**); of the ceiling: ours 0.60, ours-baseline 0.50." in line
     # Before and after at every concurrency, so a throughput gain cannot hide a worse p99.
     assert ratios["baseline"]["by_concurrency"]["64"]["variant_rps"] == 5000.0
-    assert line.split("ours-baseline 0.50. ")[1].startswith("at 64 connections: req/s 6,000 vs 5,000; p99 ms")
+    assert line.split("ours-baseline 0.50. ")[1].startswith(
+        "Side by side at 64 connections: req/s 6,000 vs 5,000; p99 ms"
+    )
