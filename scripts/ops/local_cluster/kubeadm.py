@@ -51,6 +51,10 @@ nodeRegistration:
   kubeletExtraArgs:
     - name: node-ip
       value: "{node_ip}"
+    # Two dead containers per container, as on kind (scripts/kind-config.yaml says why):
+    # a restarted container's lastState must survive the kubelet's container GC.
+    - name: maximum-dead-containers-per-container
+      value: "2"
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
