@@ -150,9 +150,11 @@ def model_ratios(load: dict) -> dict:
                 "target": target,
                 "met": None if target is None else value is not None and value >= target,
             }
+    ours = points_of(load.get(OURS, {}))
+    baseline = points_of(load.get(BASELINE, {}))
     ceiling_peak = peak(points_of(load.get(CEILING, {})))
-    baseline_peak = peak(points_of(load.get(BASELINE, {})))
-    ours_peak = peak(points_of(load.get(OURS, {})))
+    baseline_peak = peak(baseline)
+    ours_peak = peak(ours)
     if ceiling_peak and baseline_peak and ours_peak:
         result["baseline"] = {
             "ours_peak": ours_peak.to_dict(),
@@ -160,12 +162,11 @@ def model_ratios(load: dict) -> dict:
             "ours_over_baseline": ratio(ours_peak.throughput, baseline_peak.throughput),
             "ours_over_ceiling": ratio(ours_peak.throughput, ceiling_peak.throughput),
             "baseline_over_ceiling": ratio(baseline_peak.throughput, ceiling_peak.throughput),
-        } | (max_batch_vs_ours(points_of(load[OURS]), points_of(load[BASELINE])) or {})
-    ours = points_of(load.get(OURS, {}))
+        } | (against_ours(ours, baseline) or {})
     variants = {
         name: compared
         for name in ordered([n for n in load if max_batch_variant(n) is not None])
-        if (compared := max_batch_vs_ours(ours, points_of(load[name]))) is not None
+        if (compared := against_ours(ours, points_of(load[name]))) is not None
     }
     if variants:
         result["max_batch"] = variants
@@ -191,8 +192,8 @@ def model_ratios(load: dict) -> dict:
     return result
 
 
-def max_batch_vs_ours(ours: list[Point], variant: list[Point]) -> dict | None:
-    """Another max batch size against ours: throughput and p99 at every concurrency both ran."""
+def against_ours(ours: list[Point], variant: list[Point]) -> dict | None:
+    """Another max batch size, or the baseline, against ours: req/s and p99 at every concurrency both ran."""
     shared = sorted({p.concurrency for p in ours} & {p.concurrency for p in variant})
     if not shared:
         return None
