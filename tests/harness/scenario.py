@@ -214,6 +214,18 @@ class Scenario:
         )
         return time.time() + KUBE_PROXY_PROPAGATION_S
 
+    def wait_routed(self, pods: set[str], timeout_s: float = 60) -> float:
+        """Wait until the Service's EndpointSlices list every one of `pods` ready; returns when
+        kube-proxy has surely followed (Ready is not routed: kube-proxy adds endpoints at its next
+        sync, up to --iptables-min-sync-period after the EndpointSlice changed)."""
+        self.wait_until(
+            f"the Service routes to {sorted(pods)}",
+            lambda: pods <= ready_endpoint_pods(self.release.api_client, self.namespace),
+            timeout_s,
+            poll_s=0.2,
+        )
+        return time.time() + KUBE_PROXY_PROPAGATION_S
+
     # -- assertions ------------------------------------------------------------------
 
     def expect(self, condition: bool, headline: str, requests: Sequence[RequestRecord] | None = None) -> None:
