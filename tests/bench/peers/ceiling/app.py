@@ -16,7 +16,7 @@ import numpy as np
 import uvicorn
 from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
 from modelserver.lifecycle import uvicorn_config
-from modelserver.protocols.json import dumps, loads_object
+from modelserver.protocols.json import dumps, loads_object, may_hold_booleans
 from modelserver.protocols.tfserving import row_inputs
 from modelserver.runtime import Signature, TensorSpec
 from modelserver.settings import Settings
@@ -38,8 +38,9 @@ class CeilingApp:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["method"] == "POST":
-            document = loads_object(await read_body(scope, receive, MAX_BODY_BYTES))
-            row_inputs(document["instances"], self.signature)
+            body = await read_body(scope, receive, MAX_BODY_BYTES)
+            # As ours parses: the element-wise look for booleans only when the body has a token.
+            row_inputs(loads_object(body)["instances"], self.signature, may_hold_booleans(body))
             await send_response(send, self.answer, self.headers)
         else:
             await send_response(send, Response(b"{}"), self.headers)
