@@ -1,4 +1,4 @@
-"""Ours and the ceiling as ASGI apps driven in this process: no sockets, no uvicorn, no wrk.
+"""Ours, the bare batching server and the ceiling as ASGI apps in this process: no sockets, no wrk.
 
     make bench-inprocess [INPROCESS_ARGS='--model anomaly --rounds 5 --profile']
 
@@ -8,8 +8,10 @@ apps in-process measures it with a fraction of the noise: no load generator shar
 core, no kernel socket work. Each round runs every app once, round-robin, on one pinned
 core with uvloop and `--concurrency` client coroutines sending the bench's own request
 body, and reads CPU per request split by thread: the event loop, the inference thread,
-TensorFlow's own `tf_*` threads. Median and min-max over rounds are printed, and ours
-against the ceiling.
+TensorFlow's own `tf_*` threads. Median and min-max over rounds are printed, and the gaps
+per round: ours - bare is what ours' features cost, bare - ceiling what batching itself
+costs on this stack (bare_batcher.py), a floor under any batching server built on it.
+The bare server must answer the request with ours' very bytes, or the run stops.
 
 `--profile` runs ours once more under cProfile (the event loop's thread only: where its
 Python time goes, function by function) and prints the top entries by own time.
@@ -35,7 +37,8 @@ import uvloop
 from modelserver.app import ModelServerApp
 from modelserver.settings import load_settings
 
-from bench.models import DEFAULT_MODEL_BASE, Model, build_demo_models, load_model
+from bench.bare_batcher import BareBatcher
+from bench.models import DEFAULT_MODEL_BASE, SIGNATURE, Model, build_demo_models, load_model
 from bench.peers.ceiling.app import CeilingApp, signature_for
 from bench.servers import MAX_BATCH_WAIT_MS, TF_THREADS
 from bench.thread_cpu import process_thread_cpu
@@ -47,6 +50,8 @@ App = Callable[
 SERVER_CPU = 1
 READY_TIMEOUT_SECONDS = 180.0
 WARM_UP_REQUESTS = 2000
+# (above, below): the gaps printed per round; ours - ceiling last, as the bench's own ratio.
+GAPS = (("ours", "bare"), ("bare", "ceiling"), ("ours", "ceiling"))
 
 
 @dataclass(frozen=True)
@@ -94,19 +99,27 @@ class Driver:
             "server": ("127.0.0.1", 8501),
         }
 
-    async def one(self, app: App) -> None:
+    async def answer(self, app: App) -> tuple[int, bytes]:
+        """One request's status and body."""
         message = {"type": "http.request", "body": self.body, "more_body": False}
         status = 0
+        body = b""
 
         async def receive() -> dict[str, Any]:
             return message
 
         async def send(event: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, body
             if event["type"] == "http.response.start":
                 status = event["status"]
+            else:
+                body += event.get("body", b"")
 
         await app(self.scope(), receive, send)
+        return status, body
+
+    async def one(self, app: App) -> None:
+        status, _ = await self.answer(app)
         if status != 200:
             self.failures += 1
 
@@ -190,20 +203,42 @@ def report(results: list[RoundResult]) -> str:
             f"{spread([r.us_per_request(r.tensorflow_cpu_s) for r in mine]):>24} "
             f"{statistics.median(r.requests / r.wall_s for r in mine):>10.0f}"
         )
-    if "ours" in names and "ceiling" in names:
-        ours = [r.total_us for r in results if r.app == "ours"]
-        ceiling = [r.total_us for r in results if r.app == "ceiling"]
-        gaps = [o - c for o, c in zip(ours, ceiling, strict=True)]
-        lines.append(f"ours - ceiling, per round (us/req): {spread(gaps)}")
+    for above, below in GAPS:
+        if above in names and below in names:
+            higher = [r.total_us for r in results if r.app == above]
+            lower = [r.total_us for r in results if r.app == below]
+            gaps = [h - low for h, low in zip(higher, lower, strict=True)]
+            lines.append(f"{above} - {below}, per round (us/req): {spread(gaps)}")
     return "\n".join(lines)
+
+
+def bare_batcher(ours: ModelServerApp, model: Model) -> BareBatcher:
+    """The bare batching server on ours' loaded signature, inference thread and max batch."""
+    entry = ours.registry.entry(model.name)
+    assert entry is not None and entry.latest is not None
+    signature = entry.latest.signatures[SIGNATURE]
+    return BareBatcher(signature, ours.executor, ours.settings.batch_max_size, entry.latest.version_text)
+
+
+async def same_answer(driver: Driver, ours: App, bare: App) -> None:
+    """The bare server measures nothing unless it answers what ours answers."""
+    expected, answered = await driver.answer(ours), await driver.answer(bare)
+    if expected != answered:
+        raise SystemExit(f"the bare batching server answered {answered!r}, ours {expected!r}")
 
 
 async def main_async(args: argparse.Namespace) -> None:
     model = load_model(args.model_base, args.model)
     driver = Driver(f"/v1/models/{model.name}:predict", model.tfserving_body())
     ours = await start_ours(model)
+    bare = bare_batcher(ours, model)
+    await same_answer(driver, ours, bare)
     ceiling = CeilingApp(signature_for(model.input_name, model.dtype, list(model.instance_shape)))
-    apps: list[tuple[str, App, ModelServerApp | None]] = [("ours", ours, ours), ("ceiling", ceiling, None)]
+    apps: list[tuple[str, App, ModelServerApp | None]] = [
+        ("ours", ours, ours),
+        ("bare", bare, ours),
+        ("ceiling", ceiling, None),
+    ]
     results: list[RoundResult] = []
     for number in range(1, args.rounds + 1):
         for name, app, served in apps:
@@ -221,6 +256,7 @@ async def main_async(args: argparse.Namespace) -> None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(35)
         print(out.getvalue())
+    await bare.close()
     await ours.shutdown()
 
 

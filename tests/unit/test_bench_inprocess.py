@@ -30,6 +30,26 @@ def test_report_gives_median_and_range_per_app_and_the_gap_per_round() -> None:
     assert lines[-1] == "ours - ceiling, per round (us/req):    60.0 (40.0-65.0)"
 
 
+def test_report_splits_the_gap_into_features_and_batching_when_the_bare_server_ran() -> None:
+    results = [
+        RoundResult("ours", 1_000, 1.0, 0.05, 0.0, 0.0),  # 50 us/req
+        RoundResult("bare", 1_000, 1.0, 0.03, 0.0, 0.0),  # 30
+        RoundResult("ceiling", 1_000, 1.0, 0.01, 0.0, 0.0),  # 10
+        RoundResult("ours", 1_000, 1.0, 0.06, 0.0, 0.0),  # 60
+        RoundResult("bare", 1_000, 1.0, 0.05, 0.0, 0.0),  # 50
+        RoundResult("ceiling", 1_000, 1.0, 0.02, 0.0, 0.0),  # 20
+        RoundResult("ours", 1_000, 1.0, 0.07, 0.0, 0.0),  # 70
+        RoundResult("bare", 1_000, 1.0, 0.04, 0.0, 0.0),  # 40
+        RoundResult("ceiling", 1_000, 1.0, 0.01, 0.0, 0.0),  # 10
+    ]
+    gaps = [line for line in report(results).splitlines() if ", per round" in line]
+    assert gaps == [
+        "ours - bare, per round (us/req):    20.0 (10.0-30.0)",
+        "bare - ceiling, per round (us/req):    30.0 (20.0-30.0)",
+        "ours - ceiling, per round (us/req):    40.0 (40.0-60.0)",
+    ]
+
+
 def test_report_without_the_ceiling_prints_no_gap() -> None:
     text = report([RoundResult("ours", 100, 1.0, 0.01, 0.0, 0.0)])
     assert "ours - ceiling" not in text
