@@ -5,8 +5,8 @@ bytes: `bench.inprocess` checks), with the ceiling's body read and parsing plus 
 what batching cannot do without:
 
 - a future per request, resolved by one batcher task;
-- the batch stacked and run on the server's own inference thread (its executor, the
-  same `Signature.run` call, so the same flat call);
+- the batch stacked and split as ours does (`batching.rows`), and run on the server's own
+  inference thread (its executor, the same `Signature.run` call, so the same flat call);
 - each request's rows of the outputs encoded as ours encodes them.
 
 Nothing else: no routing, admission, deadlines, metrics, version lookup, hang watch,
@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 
-import numpy as np
 from modelserver.asgi import Receive, Response, Scope, Send, read_body, send_response
+from modelserver.batching.rows import Tensors, split, stack
 from modelserver.protocols.json import dumps, loads_object, may_hold_booleans
 from modelserver.protocols.tfserving import row_inputs, row_predictions
 from modelserver.runtime import Signature
 
-Tensors = dict[str, np.ndarray]
-MAX_BODY_BYTES = 1 << 20
+from bench.peers.ceiling.app import MAX_BODY_BYTES
 
 
 class BareBatcher:
@@ -58,14 +57,13 @@ class BareBatcher:
                 self.waiter = loop.create_future()
                 await self.waiter
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
-            names = list(batch[0][0])
-            stacked = {name: np.concatenate([inputs[name] for inputs, _ in batch]) for name in names}
+            stacked = stack([inputs for inputs, _ in batch])
             outputs = await loop.run_in_executor(self.executor, self.signature.run, stacked)
-            start = 0
-            for inputs, future in batch:
-                end = start + len(inputs[names[0]])
-                future.set_result({name: value[start:end] for name, value in outputs.items()})
-                start = end
+            rows = [len(next(iter(inputs.values()))) for inputs, _ in batch]
+            parts = split(outputs, rows)
+            assert parts is not None, "the bench's models have a batch dimension on every output"
+            for (_, future), part in zip(batch, parts, strict=True):
+                future.set_result(part)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
